@@ -1,0 +1,314 @@
+//! The embedded SQLite journal.
+//!
+//! One writer thread owns the only writing connection. Requests queue on a channel; the writer
+//! takes everything queued, applies it in one transaction (each operation inside its own
+//! savepoint, so one failing operation does not fail its neighbours), commits once — one fsync
+//! with `synchronous=FULL` in WAL mode — and only then answers every waiting caller. Concurrent
+//! requests therefore share fsyncs (group commit) and none is answered before it is durable.
+//!
+//! Reads use a small pool of separate read-only connections, which WAL lets run beside the
+//! writer; other processes (the CLI) can read and write the same file while the server runs.
+
+mod read;
+mod write;
+
+use crate::{
+    AcceptOutcome, Attempt, AuditEvent, AuditRecord, ExchangeDetail, ExchangeFilter,
+    ExchangeSummary, Journal, JournalError, JournalStats, OpenOptions, Page, Prepared, Result,
+    StoredPayloads, Transition, WorkItem,
+};
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+pub(crate) use write::Op;
+
+/// Numbered migrations, applied in order; never edit one that has shipped.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+
+/// How many queued operations one transaction takes at most.
+const MAX_BATCH: usize = 4096;
+
+/// The SQLite journal. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct SqliteJournal {
+    tx: mpsc::Sender<Op>,
+    readers: Arc<ReaderPool>,
+}
+
+#[derive(Debug)]
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = match self.idle.lock().map_err(|_| poisoned())?.pop() {
+            Some(c) => c,
+            None => open_reader(&self.path)?,
+        };
+        let out = f(&conn);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < 8
+        {
+            idle.push(conn);
+        }
+        out
+    }
+}
+
+fn poisoned() -> JournalError {
+    JournalError::Unavailable("reader pool lock poisoned".into())
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn open_writer(path: &Path, opts: &OpenOptions) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // WAL: readers never block the writer; FULL: every commit is fsync'd before it returns.
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(JournalError::Unavailable(format!(
+            "could not enable WAL (got {mode})"
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+    if let Some(max) = opts.max_size_bytes {
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = (max as i64 / page_size).max(1);
+        conn.query_row(&format!("PRAGMA max_page_count={pages}"), [], |_| Ok(()))?;
+    }
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    )?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: i64 = tx.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    if let Some(&(latest, _, _)) = MIGRATIONS.last()
+        && current > latest
+    {
+        return Err(JournalError::Corrupt(format!(
+            "journal schema version {current} is newer than this build knows ({latest})"
+        )));
+    }
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![
+                version,
+                name,
+                crate::sqlite::write::rfc3339(OffsetDateTime::now_utc())
+            ],
+        )?;
+        tracing::info!(version, name, "applied journal migration");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl SqliteJournal {
+    /// Opens (creating if needed) the journal file at `path`, applies migrations and starts the
+    /// writer thread.
+    pub async fn open(path: &Path, opts: OpenOptions) -> Result<Self> {
+        let path = path.to_path_buf();
+        let (tx, rx) = mpsc::channel::<Op>(65_536);
+        let p = path.clone();
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<()>>();
+        std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || {
+                let setup = (|| -> Result<Connection> {
+                    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            JournalError::Unavailable(format!(
+                                "cannot create {}: {e}",
+                                dir.display()
+                            ))
+                        })?;
+                    }
+                    let mut conn = open_writer(&p, &opts)?;
+                    migrate(&mut conn)?;
+                    if opts.server {
+                        conn.execute(
+                            "UPDATE exchanges SET lease_owner = NULL, lease_until_ms = NULL
+                             WHERE lease_owner IS NOT NULL",
+                            [],
+                        )?;
+                    }
+                    Ok(conn)
+                })();
+                match setup {
+                    Ok(conn) => {
+                        let _ = ready_tx.send(Ok(()));
+                        write::run(conn, rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| JournalError::Unavailable(format!("cannot start writer thread: {e}")))?;
+        ready_rx
+            .await
+            .map_err(|_| JournalError::Unavailable("writer thread died during start".into()))??;
+        Ok(Self {
+            tx,
+            readers: Arc::new(ReaderPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    async fn write<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| JournalError::Unavailable("journal writer stopped".into()))?;
+        rx.await
+            .map_err(|_| JournalError::Unavailable("journal writer stopped".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|e| JournalError::Unavailable(format!("reader task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Journal for SqliteJournal {
+    async fn accept(
+        &self,
+        exchange: crate::NewExchange,
+        audit: AuditEvent,
+    ) -> Result<AcceptOutcome> {
+        self.write(|reply| Op::Accept {
+            exchange: Box::new(exchange),
+            audit: Box::new(audit),
+            reply,
+        })
+        .await
+    }
+
+    async fn audit(&self, event: AuditEvent) -> Result<u64> {
+        self.write(|reply| Op::Audit {
+            event: Box::new(event),
+            reply,
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<WorkItem>> {
+        let owner = owner.to_owned();
+        self.write(|reply| Op::Claim {
+            owner,
+            now,
+            lease,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    async fn record_attempt(
+        &self,
+        id: Uuid,
+        attempt: Attempt,
+        transition: Transition,
+        prepared: Prepared,
+    ) -> Result<()> {
+        self.write(|reply| Op::Attempt {
+            id,
+            attempt: Box::new(attempt),
+            transition,
+            prepared: Box::new(prepared),
+            reply,
+        })
+        .await
+    }
+
+    async fn replay(&self, parent: Uuid, audit: AuditEvent) -> Result<Uuid> {
+        self.write(|reply| Op::Replay {
+            parent,
+            audit: Box::new(audit),
+            reply,
+        })
+        .await
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<ExchangeDetail>> {
+        self.read(move |c| read::get(c, id)).await
+    }
+
+    async fn list(
+        &self,
+        filter: &ExchangeFilter,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Page<ExchangeSummary>> {
+        let filter = filter.clone();
+        self.read(move |c| read::list(c, &filter, after, limit))
+            .await
+    }
+
+    async fn payloads(&self, id: Uuid) -> Result<Option<StoredPayloads>> {
+        self.read(move |c| read::payloads(c, id)).await
+    }
+
+    async fn audit_records(&self, from_seq: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.read(move |c| read::audit_records(c, from_seq, limit))
+            .await
+    }
+
+    async fn stats(&self) -> Result<JournalStats> {
+        self.read(read::stats).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.write(|reply| Op::Ping { reply }).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

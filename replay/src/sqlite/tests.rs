@@ -1,0 +1,327 @@
+use super::*;
+use crate::{
+    AttemptOutcome, Direction, NewExchange, Status, audit::ChainVerifier, model::AuditEvent,
+};
+
+fn exchange(key: &str) -> NewExchange {
+    NewExchange {
+        id: Uuid::now_v7(),
+        force: "demo".into(),
+        kind: "incident.submitted".into(),
+        direction: Direction::Inbound,
+        source_system: "ihub".into(),
+        target_system: "athena".into(),
+        api_version: "ihub-sapi/v1".into(),
+        model_version: "nmpp/1".into(),
+        idempotency_key: key.into(),
+        correlation_id: "corr-1".into(),
+        case_ref: Some("TYA-1".into()),
+        payload_type: "application/json".into(),
+        payload: format!("{{\"k\":\"{key}\"}}").into_bytes(),
+        response: b"{\"ok\":true}".to_vec(),
+    }
+}
+
+fn event(action: &str) -> AuditEvent {
+    AuditEvent {
+        time: OffsetDateTime::now_utc(),
+        actor: "tester".into(),
+        role: "ihub".into(),
+        force: Some("demo".into()),
+        action: action.into(),
+        object_type: Some("exchange".into()),
+        object_id: None,
+        result: "success".into(),
+        source_ip: Some("127.0.0.1".into()),
+        user_agent: None,
+        correlation_id: None,
+        event_uid: Uuid::now_v7(),
+        detail: None,
+    }
+}
+
+async fn journal(dir: &tempfile::TempDir) -> SqliteJournal {
+    SqliteJournal::open(
+        &dir.path().join("j.db"),
+        OpenOptions {
+            server: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("open journal")
+}
+
+fn attempt(n: u32, outcome: AttemptOutcome, class: Option<&str>) -> Attempt {
+    let now = OffsetDateTime::now_utc();
+    Attempt {
+        number: n,
+        started_at: now,
+        finished_at: now,
+        outcome,
+        error_class: class.map(Into::into),
+        detail: None,
+        http_status: None,
+        node: "test".into(),
+    }
+}
+
+#[tokio::test]
+async fn accept_is_idempotent_per_force_kind_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir).await;
+    let first = exchange("s-1");
+    let first_id = first.id;
+    assert_eq!(
+        j.accept(first, event("incident.create")).await.unwrap(),
+        AcceptOutcome::Created
+    );
+    let again = j
+        .accept(exchange("s-1"), event("incident.create"))
+        .await
+        .unwrap();
+    match again {
+        AcceptOutcome::Duplicate {
+            id,
+            response,
+            payload_differs,
+        } => {
+            assert_eq!(id, first_id);
+            assert_eq!(response, b"{\"ok\":true}");
+            assert!(!payload_differs);
+        }
+        other => panic!("expected duplicate, got {other:?}"),
+    }
+    let mut other_force = exchange("s-1");
+    other_force.force = "kent".into();
+    assert_eq!(
+        j.accept(other_force, event("incident.create"))
+            .await
+            .unwrap(),
+        AcceptOutcome::Created
+    );
+    let page = j.list(&ExchangeFilter::default(), None, 100).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    let audit = j.audit_records(1, 100).await.unwrap();
+    assert_eq!(audit.len(), 3);
+    assert_eq!(audit[1].event.result, "duplicate");
+    assert_eq!(
+        audit[1].event.object_id.as_deref(),
+        Some(first_id.to_string().as_str())
+    );
+}
+
+#[tokio::test]
+async fn concurrent_accepts_share_commits_and_all_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(journal(&dir).await);
+    let mut tasks = Vec::new();
+    for i in 0..500 {
+        let j = j.clone();
+        tasks.push(tokio::spawn(async move {
+            j.accept(exchange(&format!("k-{i}")), event("incident.create"))
+                .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), AcceptOutcome::Created);
+    }
+    let stats = j.stats().await.unwrap();
+    assert_eq!(stats.pending, 500);
+    assert_eq!(stats.audit_records, 500);
+    // Reopen from disk: everything acknowledged is there.
+    drop(j);
+    let j = journal(&dir).await;
+    assert_eq!(j.stats().await.unwrap().pending, 500);
+}
+
+#[tokio::test]
+async fn claim_attempt_park_and_replay_keep_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir).await;
+    let e = exchange("s-2");
+    let id = e.id;
+    j.accept(e, event("incident.create")).await.unwrap();
+
+    let now = OffsetDateTime::now_utc();
+    let work = j
+        .claim_due("n1", now, Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].id, id);
+    // Leased: a second claim gets nothing.
+    assert!(
+        j.claim_due("n2", now, Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let retry_at = now + time::Duration::seconds(60);
+    j.record_attempt(
+        id,
+        attempt(1, AttemptOutcome::Retry, Some("upstream_5xx")),
+        Transition::RetryAt(retry_at),
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    // Not due yet.
+    assert!(
+        j.claim_due("n1", now, Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = retry_at + time::Duration::seconds(1);
+    assert_eq!(
+        j.claim_due("n1", later, Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    j.record_attempt(
+        id,
+        attempt(2, AttemptOutcome::Parked, Some("rejected")),
+        Transition::Parked,
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+
+    let d = j.get(id).await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Parked);
+    assert_eq!(d.attempts.len(), 2);
+    assert_eq!(d.summary.last_error_class.as_deref(), Some("rejected"));
+
+    let child = j.replay(id, event("exchange.replay")).await.unwrap();
+    // A second replay while the child is live is refused.
+    assert!(matches!(
+        j.replay(id, event("exchange.replay")).await,
+        Err(JournalError::Conflict(_))
+    ));
+    let parent = j.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        parent.summary.status,
+        Status::Parked,
+        "the parent's history is not overwritten"
+    );
+    assert_eq!(parent.children, vec![child]);
+    let c = j.get(child).await.unwrap().unwrap();
+    assert_eq!(c.summary.parent_id, Some(id));
+    assert_eq!(c.idempotency_key, "s-2");
+    assert_eq!(c.summary.status, Status::Pending);
+
+    let work = j
+        .claim_due("n1", later, Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].id, child);
+    j.record_attempt(
+        child,
+        attempt(1, AttemptOutcome::Delivered, None),
+        Transition::Delivered {
+            target_ref: "42/00001/26".into(),
+        },
+        Prepared {
+            canonical: Some(b"{}".to_vec()),
+            target_payload: Some(b"<x/>".to_vec()),
+            mapping_version: Some("m@1".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let c = j.get(child).await.unwrap().unwrap();
+    assert_eq!(c.summary.status, Status::Delivered);
+    assert_eq!(c.summary.target_ref.as_deref(), Some("42/00001/26"));
+    let p = j.payloads(child).await.unwrap().unwrap();
+    assert_eq!(p.target_payload.as_deref(), Some(&b"<x/>"[..]));
+
+    // Replaying a delivered exchange is refused.
+    assert!(matches!(
+        j.replay(child, event("exchange.replay")).await,
+        Err(JournalError::Conflict(_))
+    ));
+    assert!(matches!(
+        j.replay(Uuid::now_v7(), event("exchange.replay")).await,
+        Err(JournalError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn audit_chain_verifies_and_detects_an_edited_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir).await;
+    for i in 0..5 {
+        j.accept(exchange(&format!("a-{i}")), event("incident.create"))
+            .await
+            .unwrap();
+    }
+    let mut v = ChainVerifier::default();
+    for r in j.audit_records(1, 100).await.unwrap() {
+        v.check(&r).unwrap();
+    }
+    assert_eq!(v.checked(), 5);
+
+    let c = Connection::open(dir.path().join("j.db")).unwrap();
+    c.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 3", [])
+        .unwrap();
+    let mut v = ChainVerifier::default();
+    let fault = j
+        .audit_records(1, 100)
+        .await
+        .unwrap()
+        .iter()
+        .find_map(|r| v.check(r).err())
+        .expect("tampering must be detected");
+    assert_eq!(fault.seq, 3);
+    assert!(fault.reason.contains("edited"), "{}", fault.reason);
+
+    c.execute("DELETE FROM audit WHERE seq = 2", []).unwrap();
+    let mut v = ChainVerifier::default();
+    let fault = j
+        .audit_records(1, 100)
+        .await
+        .unwrap()
+        .iter()
+        .find_map(|r| v.check(r).err())
+        .unwrap();
+    assert_eq!(fault.seq, 2);
+    assert!(fault.reason.contains("missing"), "{}", fault.reason);
+}
+
+#[tokio::test]
+async fn a_full_journal_refuses_instead_of_acknowledging() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(
+        &dir.path().join("j.db"),
+        OpenOptions {
+            server: true,
+            max_size_bytes: Some(256 * 1024),
+        },
+    )
+    .await
+    .unwrap();
+    let mut refused = None;
+    for i in 0..1000 {
+        let mut e = exchange(&format!("big-{i}"));
+        e.payload = vec![b'x'; 8 * 1024];
+        match j.accept(e, event("incident.create")).await {
+            Ok(_) => {}
+            Err(err) => {
+                refused = Some((i, err));
+                break;
+            }
+        }
+    }
+    let (i, err) = refused.expect("a 256 KiB journal cannot hold 8 MB");
+    assert!(matches!(err, JournalError::Unavailable(_)), "{err:?}");
+    // Everything acknowledged before the refusal is there; the refused one is not.
+    let stats = j.stats().await.unwrap();
+    assert_eq!(stats.pending, i as u64);
+    // The journal still answers reads and small writes (audit) after the refusal.
+    j.ping().await.unwrap();
+}
