@@ -82,7 +82,12 @@ pub struct AdapterError {
 impl AdapterError {
     /// An error of `class` with `message`.
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        Self { class, message: message.into(), status: None, retry_after: None }
+        Self {
+            class,
+            message: message.into(),
+            status: None,
+            retry_after: None,
+        }
     }
 
     /// Attaches the target's HTTP status.

@@ -60,10 +60,8 @@ pub trait RecordSystem: Send + Sync {
 
     /// Maps a canonical NMPP submission document to this system's "create crime record"
     /// payload. Pure: no I/O. A mapping failure is a non-retryable [`ErrorClass::Mapping`].
-    fn prepare_crime_record(
-        &self,
-        nmpp: &serde_json::Value,
-    ) -> Result<TargetPayload, AdapterError>;
+    fn prepare_crime_record(&self, nmpp: &serde_json::Value)
+    -> Result<TargetPayload, AdapterError>;
 
     /// Sends a prepared "create crime record" payload.
     async fn create_crime_record(
@@ -91,9 +89,10 @@ impl RecordSystemConfig {
         mappings: std::sync::Arc<mappings::Mappings>,
     ) -> Result<std::sync::Arc<dyn RecordSystem>, AdapterError> {
         match self {
-            RecordSystemConfig::Athena(cfg) => {
-                Ok(std::sync::Arc::new(athena::AthenaClient::new(cfg.clone(), mappings)?))
-            }
+            RecordSystemConfig::Athena(cfg) => Ok(std::sync::Arc::new(athena::AthenaClient::new(
+                cfg.clone(),
+                mappings,
+            )?)),
         }
     }
 }

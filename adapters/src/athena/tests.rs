@@ -1,0 +1,508 @@
+//! The Athena client against the real simulator (`fixtures::athena::AthenaSim`) on loopback.
+//! Payloads are hand-written `<CrimeRecord>` documents, independent of the mapping engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fixtures::athena::{AthenaSim, AthenaSimOptions};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue};
+
+use super::client::{children, classify_status, retry_after};
+use super::{AthenaClient, AthenaConfig, Secret};
+use crate::{DeliveryContext, ErrorClass, RecordSystem, RecordSystemConfig, TargetPayload};
+
+fn mappings() -> Arc<mappings::Mappings> {
+    Arc::new(mappings::Mappings::builtin().expect("builtin mapping specs load"))
+}
+
+async fn sim() -> AthenaSim {
+    AthenaSim::start(AthenaSimOptions::default())
+        .await
+        .expect("simulator starts")
+}
+
+fn client_with(cfg: AthenaConfig) -> AthenaClient {
+    AthenaClient::new(cfg, mappings()).expect("valid config")
+}
+
+fn client(sim: &AthenaSim) -> AthenaClient {
+    client_with(AthenaConfig::new(sim.base_url()))
+}
+
+const SURNAME: &str = "Fictionalsurname";
+
+/// A valid record; `gender` lets a test break one rule.
+fn payload_with_gender(submission_id: &str, gender: &str) -> TargetPayload {
+    TargetPayload {
+        content_type: "application/xml".to_owned(),
+        body: format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<CrimeRecord xmlns="urn:nmpp:athena:1">
+  <Header>
+    <ForceCode>42</ForceCode>
+    <SourceSystem>NMPP</SourceSystem>
+    <SourceReference>TYA-1-23-0100-000</SourceReference>
+    <SubmissionId>{submission_id}</SubmissionId>
+    <ReportedAt>2023-06-12T15:09:33.880+01:00</ReportedAt>
+  </Header>
+  <Classification><Category>OCR</Category><SubCategory>TV1</SubCategory><HighHarm>false</HighHarm></Classification>
+  <Narrative>Bicycle taken from outside the library.</Narrative>
+  <People>
+    <Person ref="p1">
+      <Role>VIC</Role><Role>RPT</Role>
+      <Forenames>Mick</Forenames>
+      <Surname>{SURNAME}</Surname>
+      <DateOfBirth>2000-01-01</DateOfBirth>
+      <Gender>{gender}</Gender>
+      <PreferredContact>EMAIL</PreferredContact>
+      <Email>mick@example.org</Email>
+    </Person>
+  </People>
+</CrimeRecord>"#
+        ),
+        mapping: "hand-written@test".to_owned(),
+    }
+}
+
+fn payload(submission_id: &str) -> TargetPayload {
+    payload_with_gender(submission_id, "M")
+}
+
+fn ctx(key: &str) -> DeliveryContext {
+    DeliveryContext {
+        idempotency_key: key.to_owned(),
+        correlation_id: format!("corr-{key}"),
+    }
+}
+
+#[tokio::test]
+async fn creates_a_record_and_answers_its_reference() {
+    let sim = sim().await;
+    let athena = client(&sim);
+    let receipt = athena
+        .create_crime_record(&payload("s-1"), &ctx("k-1"))
+        .await
+        .expect("created");
+    assert_eq!((receipt.status, receipt.duplicate), (201, false));
+
+    let records = sim.records();
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(receipt.target_ref, r.crime_reference);
+    assert!(r.crime_reference.starts_with("42/00001/"));
+    assert_eq!(r.idempotency_key, "k-1");
+    assert_eq!(r.correlation_id.as_deref(), Some("corr-k-1"));
+    assert_eq!(r.header.submission_id, "s-1");
+    assert_eq!(r.people[0].roles, ["VIC", "RPT"]);
+    assert_eq!(r.people[0].surname.as_deref(), Some(SURNAME));
+    assert_eq!(athena.name(), "athena");
+}
+
+#[tokio::test]
+async fn the_same_key_is_a_duplicate_and_creates_one_record() {
+    let sim = sim().await;
+    let athena = client(&sim);
+    let first = athena
+        .create_crime_record(&payload("s-1"), &ctx("k"))
+        .await
+        .expect("created");
+    let second = athena
+        .create_crime_record(&payload("s-1"), &ctx("k"))
+        .await
+        .expect("answered");
+    assert_eq!((second.status, second.duplicate), (200, true));
+    assert_eq!(second.target_ref, first.target_ref);
+    assert_eq!(sim.records().len(), 1);
+    assert_eq!(sim.stats().duplicates, 1);
+}
+
+#[tokio::test]
+async fn two_server_errors_then_success() {
+    let sim = sim().await;
+    let athena = client(&sim);
+    sim.fail_next(2, 503);
+    for _ in 0..2 {
+        let error = athena
+            .create_crime_record(&payload("s"), &ctx("k"))
+            .await
+            .expect_err("5xx");
+        assert_eq!(error.class, ErrorClass::Upstream5xx, "{error}");
+        assert_eq!(error.status, Some(503));
+        assert!(error.is_retryable());
+        assert!(error.message.contains("SIM_FAULT"), "{error}");
+    }
+    assert!(sim.records().is_empty(), "faulted requests create nothing");
+    let receipt = athena
+        .create_crime_record(&payload("s"), &ctx("k"))
+        .await
+        .expect("third try");
+    assert_eq!((receipt.status, receipt.duplicate), (201, false));
+    assert_eq!(sim.records().len(), 1);
+}
+
+#[tokio::test]
+async fn throttling_carries_retry_after() {
+    let sim = sim().await;
+    let athena = client(&sim);
+    sim.fail_next(1, 429);
+    let error = athena
+        .create_crime_record(&payload("s"), &ctx("k"))
+        .await
+        .expect_err("429");
+    assert_eq!(error.class, ErrorClass::Throttled);
+    assert_eq!(error.retry_after, Some(Duration::from_secs(1)));
+
+    sim.set_retry_after(Some(5));
+    sim.fail_next(1, 503);
+    let error = athena
+        .create_crime_record(&payload("s"), &ctx("k"))
+        .await
+        .expect_err("503");
+    assert_eq!(
+        (error.class, error.status),
+        (ErrorClass::Throttled, Some(503))
+    );
+    assert_eq!(error.retry_after, Some(Duration::from_secs(5)));
+}
+
+#[tokio::test]
+async fn a_rejection_is_not_retryable_and_names_code_and_field_without_personal_data() {
+    let sim = sim().await;
+    let athena = client(&sim);
+    sim.reject_next(1, 422);
+    let error = athena
+        .create_crime_record(&payload("s"), &ctx("k"))
+        .await
+        .expect_err("rejected");
+    assert_eq!(
+        (error.class, error.status),
+        (ErrorClass::Rejected, Some(422))
+    );
+    assert!(!error.is_retryable());
+    assert!(error.message.contains("SIM_REJECTED"), "{error}");
+
+    let error = athena
+        .create_crime_record(&payload_with_gender("s", "Zebra"), &ctx("k2"))
+        .await
+        .expect_err("unknown gender code");
+    assert_eq!(error.class, ErrorClass::Rejected);
+    assert!(error.message.contains("INVALID_CODE"), "{error}");
+    assert!(
+        error
+            .message
+            .contains("CrimeRecord/People/Person[1]/Gender"),
+        "{error}"
+    );
+    for personal in ["Zebra", SURNAME, "Mick", "mick@example.org", "2000-01-01"] {
+        assert!(
+            !error.message.contains(personal),
+            "{personal} leaked into {error}"
+        );
+    }
+    assert!(sim.records().is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_connect() {
+    let sim = sim().await;
+    let athena = client(&sim);
+    // A pooled connection from an earlier success must not hide the outage.
+    athena
+        .create_crime_record(&payload("s-1"), &ctx("k-1"))
+        .await
+        .expect("created");
+    sim.refuse().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let error = athena
+        .create_crime_record(&payload("s-2"), &ctx("k-2"))
+        .await
+        .expect_err("refused");
+    assert_eq!(error.class, ErrorClass::Connect, "{error}");
+    assert!(error.is_retryable());
+    assert_eq!(error.status, None);
+    let health = athena.health().await.expect_err("refused");
+    assert_eq!(health.class, ErrorClass::Connect);
+
+    sim.accept().await.expect("reopens");
+    let receipt = athena
+        .create_crime_record(&payload("s-2"), &ctx("k-2"))
+        .await
+        .expect("back");
+    assert_eq!(receipt.status, 201);
+}
+
+#[tokio::test]
+async fn a_slow_answer_is_timeout_and_the_retry_finds_the_record() {
+    let sim = sim().await;
+    let athena = client_with(AthenaConfig {
+        timeout_ms: 200,
+        ..AthenaConfig::new(sim.base_url())
+    });
+    sim.set_delay(Duration::from_millis(800));
+    let error = athena
+        .create_crime_record(&payload("s"), &ctx("k"))
+        .await
+        .expect_err("slow");
+    assert_eq!(error.class, ErrorClass::Timeout, "{error}");
+    assert!(error.is_retryable());
+    // The outcome was unknown to us, but Athena did the work: the retry with the same key must
+    // not create a second record.
+    assert_eq!(sim.records().len(), 1);
+    sim.set_delay(Duration::ZERO);
+    let receipt = athena
+        .create_crime_record(&payload("s"), &ctx("k"))
+        .await
+        .expect("retry");
+    assert!(receipt.duplicate);
+    assert_eq!(sim.records().len(), 1);
+}
+
+#[tokio::test]
+async fn a_malformed_answer_is_protocol() {
+    let sim = sim().await;
+    let athena = client(&sim);
+    sim.malformed_next(1);
+    let error = athena
+        .create_crime_record(&payload("s"), &ctx("k"))
+        .await
+        .expect_err("broken");
+    assert_eq!(
+        (error.class, error.status),
+        (ErrorClass::Protocol, Some(201))
+    );
+    assert!(error.is_retryable());
+    assert!(sim.records().is_empty());
+}
+
+#[tokio::test]
+async fn credentials_are_sent_and_a_wrong_key_is_unauthorized() {
+    let sim = AthenaSim::start(AthenaSimOptions {
+        api_key: Some("right-key".into()),
+        ..AthenaSimOptions::default()
+    })
+    .await
+    .expect("start");
+    let wrong = client_with(AthenaConfig {
+        api_key: Some(Secret::new("wrong-key")),
+        ..AthenaConfig::new(sim.base_url())
+    });
+    let error = wrong
+        .create_crime_record(&payload("s"), &ctx("k"))
+        .await
+        .expect_err("401");
+    assert_eq!(
+        (error.class, error.status),
+        (ErrorClass::Unauthorized, Some(401))
+    );
+    assert!(!error.is_retryable());
+    assert!(!error.message.contains("wrong-key"));
+    assert_eq!(
+        wrong.health().await.expect_err("401").class,
+        ErrorClass::Unauthorized
+    );
+
+    let none = client(&sim);
+    let error = none
+        .create_crime_record(&payload("s"), &ctx("k"))
+        .await
+        .expect_err("401");
+    assert_eq!(error.class, ErrorClass::Unauthorized);
+
+    let right = client_with(AthenaConfig {
+        api_key: Some(Secret::new("right-key")),
+        ..AthenaConfig::new(sim.base_url())
+    });
+    right.health().await.expect("healthy");
+    let receipt = right
+        .create_crime_record(&payload("s"), &ctx("k"))
+        .await
+        .expect("created");
+    assert_eq!(receipt.status, 201);
+    assert_eq!(sim.records().len(), 1);
+}
+
+#[tokio::test]
+async fn health_reports_up() {
+    let sim = sim().await;
+    client(&sim).health().await.expect("healthy");
+    // A base URL with a trailing slash reaches the same endpoints.
+    client_with(AthenaConfig::new(format!("{}/", sim.base_url())))
+        .health()
+        .await
+        .expect("ok");
+}
+
+#[tokio::test]
+async fn prepare_wraps_the_mapping_result() {
+    let sim = sim().await;
+    let athena = client(&sim);
+    // Independent of how far the mapping engine has got: either a payload labelled with the
+    // spec that made it, or a non-retryable mapping error.
+    match athena.prepare_crime_record(&serde_json::json!({})) {
+        Ok(payload) => {
+            assert_eq!(payload.content_type, "application/xml");
+            assert!(
+                payload.mapping.starts_with("nmpp-to-athena@"),
+                "{}",
+                payload.mapping
+            );
+        }
+        Err(error) => {
+            assert_eq!(error.class, ErrorClass::Mapping, "{error}");
+            assert!(!error.is_retryable());
+        }
+    }
+}
+
+#[test]
+fn config_defaults_secret_and_unknown_fields() {
+    let cfg: AthenaConfig = serde_json::from_value(serde_json::json!({
+        "base_url": "http://127.0.0.1:9100",
+        "api_key": "hunter2",
+    }))
+    .expect("valid");
+    assert_eq!((cfg.timeout_ms, cfg.connect_timeout_ms), (10_000, 2_000));
+    assert_eq!(cfg.api_key.as_ref().map(Secret::expose), Some("hunter2"));
+    assert!(!format!("{cfg:?}").contains("hunter2"));
+    let key = cfg.api_key.clone().expect("key");
+    assert_eq!(
+        (format!("{key}"), format!("{key:?}")),
+        ("***".to_owned(), "***".to_owned())
+    );
+    let json = serde_json::to_string(&cfg).expect("serialises");
+    assert!(
+        json.contains(r#""api_key":"***""#) && !json.contains("hunter2"),
+        "{json}"
+    );
+
+    let unknown = serde_json::from_value::<AthenaConfig>(serde_json::json!({
+        "base_url": "http://x", "timeout": 5,
+    }));
+    assert!(unknown.is_err());
+
+    let tagged: RecordSystemConfig = serde_json::from_value(serde_json::json!({
+        "type": "athena", "base_url": "http://127.0.0.1:9100", "timeout_ms": 500,
+    }))
+    .expect("tagged config");
+    let RecordSystemConfig::Athena(cfg) = &tagged;
+    assert_eq!(cfg.timeout_ms, 500);
+    let adapter = tagged.build(mappings()).expect("builds");
+    assert_eq!(adapter.name(), "athena");
+}
+
+#[test]
+fn bad_configuration_is_internal_and_names_the_field() {
+    let cases = [
+        (AthenaConfig::new("not a url"), "athena.base_url"),
+        (AthenaConfig::new("ftp://host"), "athena.base_url"),
+        (AthenaConfig::new("http://user:pw@host"), "athena.base_url"),
+        (
+            AthenaConfig {
+                timeout_ms: 0,
+                ..AthenaConfig::new("http://host")
+            },
+            "athena.timeout_ms",
+        ),
+        (
+            AthenaConfig {
+                api_key: Some(Secret::new("a\nb")),
+                ..AthenaConfig::new("http://host")
+            },
+            "athena.api_key",
+        ),
+    ];
+    for (cfg, field) in cases {
+        let error = AthenaClient::new(cfg, mappings()).expect_err("invalid");
+        assert_eq!(error.class, ErrorClass::Internal);
+        assert!(error.message.starts_with(field), "{error}");
+        assert!(!error.message.contains("pw"), "{error}");
+    }
+}
+
+#[test]
+fn statuses_are_classified() {
+    let cases = [
+        (400, None, ErrorClass::Rejected),
+        (404, None, ErrorClass::Rejected),
+        (409, None, ErrorClass::Rejected),
+        (401, None, ErrorClass::Unauthorized),
+        (403, None, ErrorClass::Unauthorized),
+        (408, None, ErrorClass::Timeout),
+        (429, None, ErrorClass::Throttled),
+        (500, None, ErrorClass::Upstream5xx),
+        (502, None, ErrorClass::Upstream5xx),
+        (503, None, ErrorClass::Upstream5xx),
+        (503, Some(Duration::from_secs(2)), ErrorClass::Throttled),
+        (302, None, ErrorClass::Protocol),
+        (204, None, ErrorClass::Protocol),
+    ];
+    for (status, after, class) in cases {
+        let error = classify_status(StatusCode::from_u16(status).unwrap(), after, None);
+        assert_eq!(error.class, class, "{status}");
+        assert_eq!(error.status, Some(status));
+    }
+    let body = r#"<Error xmlns="urn:nmpp:athena:1"><Code>REQUIRED</Code><Message>CrimeRecord/Header/ForceCode: required</Message><Field>CrimeRecord/Header/ForceCode</Field></Error>"#;
+    let error = classify_status(StatusCode::UNPROCESSABLE_ENTITY, None, Some(body));
+    assert!(error.message.contains("code REQUIRED"), "{error}");
+    assert!(
+        error.message.contains("field CrimeRecord/Header/ForceCode"),
+        "{error}"
+    );
+}
+
+#[test]
+fn retry_after_accepts_seconds_and_http_dates() {
+    let mut headers = HeaderMap::new();
+    headers.insert("retry-after", HeaderValue::from_static("120"));
+    assert_eq!(retry_after(&headers), Some(Duration::from_secs(120)));
+    headers.insert(
+        "retry-after",
+        HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+    );
+    assert_eq!(
+        retry_after(&headers),
+        Some(Duration::ZERO),
+        "a date in the past means now"
+    );
+    let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(90);
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let value = later.format(format).expect("formats");
+    headers.insert("retry-after", HeaderValue::from_str(&value).unwrap());
+    let wait = retry_after(&headers).expect("parsed");
+    assert!(
+        wait > Duration::from_secs(80) && wait <= Duration::from_secs(90),
+        "{wait:?}"
+    );
+    headers.insert("retry-after", HeaderValue::from_static("soon"));
+    assert_eq!(retry_after(&headers), None);
+}
+
+#[test]
+fn answers_are_read_by_local_name() {
+    let read = |xml: &str| children(xml, "CrimeRecordCreated", &["CrimeReference"]);
+    assert_eq!(
+        read(
+            "<CrimeRecordCreated><CrimeReference> 42/00001/26 </CrimeReference></CrimeRecordCreated>"
+        ),
+        Some(vec![Some("42/00001/26".to_owned())])
+    );
+    assert_eq!(
+        read(
+            r#"<a:CrimeRecordCreated xmlns:a="urn:nmpp:athena:1"><a:CrimeReference>R&amp;1</a:CrimeReference></a:CrimeRecordCreated>"#
+        ),
+        Some(vec![Some("R&1".to_owned())])
+    );
+    assert_eq!(read("<CrimeRecordCreated/>"), Some(vec![None]));
+    assert_eq!(
+        read("<Other><CrimeReference>x</CrimeReference></Other>"),
+        None
+    );
+    assert_eq!(
+        read("<CrimeRecordCreated><CrimeReference>x</CrimeRef"),
+        None
+    );
+    assert_eq!(read(""), None);
+}
