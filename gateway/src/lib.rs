@@ -1,1 +1,28 @@
-//! gateway
+//! nmpp-gateway: the force integration layer between iHub (My Police Portal) and a force's
+//! systems.
+//!
+//! Layout:
+//! - [`config`] — typed configuration, file → environment layering;
+//! - [`app`] — shared state, the router and the gatekeeper middleware (authentication, audit,
+//!   metrics);
+//! - [`api`] — handlers: iHub Standard API, operations, health, docs;
+//! - [`delivery`] — the pipeline that maps and delivers journalled exchanges, with retries and
+//!   parking;
+//! - [`auth`], [`error`], [`metrics`], [`openapi`], [`audit`] — cross-cutting pieces;
+//! - [`server`] — assembling and running a gateway (used by `serve` and by tests);
+//! - [`cli`] — the operator commands of the `nmpp-gateway` binary.
+
+pub mod api;
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod server;
+
+pub use app::{AppState, app};
+pub use server::{Gateway, run};

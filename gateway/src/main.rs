@@ -1,1 +1,315 @@
-fn main() {}
+//! The `nmpp-gateway` binary.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gateway::{Gateway, config::Config, server::DemoClient};
+use std::{io::Write, path::PathBuf, process::ExitCode};
+use tokio_util::sync::CancellationToken;
+
+/// Force integration layer for My Police Portal: iHub in, force systems out, every exchange
+/// journalled and audited.
+#[derive(Parser)]
+#[command(name = "nmpp-gateway", version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without one, the embedded default is used: SQLite journal
+    /// under ./data, an in-process Athena simulator for one demo force, 127.0.0.1:8080.
+    #[arg(long, short, global = true, env = "NMPP_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Find and inspect exchanges.
+    Exchanges {
+        #[command(subcommand)]
+        command: ExchangesCmd,
+    },
+    /// Re-execute a parked exchange as a new child exchange linked to it.
+    Replay {
+        /// Exchange id.
+        id: String,
+    },
+    /// Audit trail commands.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Print the SHA-256 of a client secret, for `auth.clients.<key>.secret_sha256`.
+    /// Reads the secret from standard input when not given.
+    HashSecret {
+        /// The secret.
+        secret: Option<String>,
+    },
+    /// Load and validate a configuration file, reporting every problem; exit 1 if any.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Apply journal migrations and exit.
+    Migrate,
+}
+
+#[derive(Subcommand)]
+enum ExchangesCmd {
+    /// List exchanges, newest first (all matching unless --limit).
+    List {
+        /// Only `pending`, `delivered` or `parked`.
+        #[arg(long)]
+        status: Option<replay::Status>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one exchange with its attempts, parent and children.
+    Show {
+        /// Exchange id.
+        id: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the audit hash chain; names the first bad record and exits 1 if broken.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("configuration: {e}"))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Serve => serve(cli.config).await?,
+        Command::Exchanges { command } => {
+            let cfg = load(cli.config.as_deref())?;
+            let j = gateway::cli::open_journal(&cfg).await?;
+            match command {
+                ExchangesCmd::List {
+                    status,
+                    limit,
+                    json,
+                } => {
+                    gateway::cli::list(j.as_ref(), status, limit, json, &mut out).await?;
+                }
+                ExchangesCmd::Show { id, json } => {
+                    gateway::cli::show(j.as_ref(), &id, json, &mut out).await?;
+                }
+            }
+        }
+        Command::Replay { id } => {
+            let cfg = load(cli.config.as_deref())?;
+            let j = gateway::cli::open_journal(&cfg).await?;
+            gateway::cli::replay_one(j.as_ref(), &id, &mut out).await?;
+        }
+        Command::Audit {
+            command: AuditCmd::Verify,
+        } => {
+            let cfg = load(cli.config.as_deref())?;
+            let j = gateway::cli::open_journal(&cfg).await?;
+            if !gateway::cli::audit_verify(j.as_ref(), &mut out).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Openapi => out.write_all(gateway::openapi::json().as_bytes())?,
+        Command::HashSecret { secret } => {
+            let secret = match secret {
+                Some(s) => s,
+                None => {
+                    let mut s = String::new();
+                    std::io::stdin().read_line(&mut s)?;
+                    s.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            if secret.len() < 16 {
+                anyhow::bail!("use a secret of at least 16 characters (32 random bytes is better)");
+            }
+            writeln!(out, "{}", gateway::auth::hash_secret(&secret))?;
+        }
+        Command::CheckConfig { file } => match Config::load(Some(&file)) {
+            Ok(_) => writeln!(out, "{}: ok", file.display())?,
+            Err(e) => {
+                writeln!(out, "{}: {e}", file.display())?;
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        Command::Migrate => {
+            let cfg = load(cli.config.as_deref())?;
+            gateway::cli::open_journal(&cfg).await?;
+            writeln!(
+                out,
+                "journal {} is up to date",
+                replay::redact_url(&cfg.journal.url)
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn demo_client() -> DemoClient {
+    let key = std::env::var("NMPP_GATEWAY_DEMO_API_KEY").unwrap_or_else(|_| "demo".into());
+    let secret = std::env::var("NMPP_GATEWAY_DEMO_API_SECRET").unwrap_or_else(|_| {
+        use rand::RngExt as _;
+        let mut rng = rand::rng();
+        (0..32)
+            .map(|_| {
+                char::from(
+                    b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+                        [rng.random_range(0..57)],
+                )
+            })
+            .collect()
+    });
+    DemoClient { key, secret }
+}
+
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let embedded = config.is_none();
+    let cfg = load(config.as_deref())?;
+    init_tracing(&cfg);
+    let demo = embedded.then(demo_client);
+    let listen = cfg.http.listen;
+    let journal_url = replay::redact_url(&cfg.journal.url);
+    let gw = Gateway::build(cfg, demo.as_ref()).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    print_banner(&gw, addr, &journal_url, demo.as_ref())?;
+
+    let shutdown = CancellationToken::new();
+    let s = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests and deliveries");
+        s.cancel();
+    });
+    gateway::run(listener, gw, shutdown).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+const EXAMPLE: &str = include_str!("../../fixtures/data/sdm/online-crime-report.json");
+
+fn print_banner(
+    gw: &Gateway,
+    addr: std::net::SocketAddr,
+    journal: &str,
+    demo: Option<&DemoClient>,
+) -> anyhow::Result<()> {
+    let mut o = std::io::stdout().lock();
+    let base = format!("http://{addr}");
+    writeln!(
+        o,
+        "nmpp-gateway {} listening on {base}",
+        env!("CARGO_PKG_VERSION")
+    )?;
+    writeln!(o, "  journal     {journal}")?;
+    for (key, f) in &gw.state.config.forces {
+        let adapters::RecordSystemConfig::Athena(a) = &f.records;
+        let sim = gw
+            .athena_sim
+            .as_ref()
+            .is_some_and(|s| s.base_url() == a.base_url);
+        writeln!(
+            o,
+            "  force       {key} ({}, iHub force {}) → athena at {}{}",
+            f.name,
+            f.ihub_force_id,
+            a.base_url,
+            if sim { " (in-process simulator)" } else { "" }
+        )?;
+    }
+    writeln!(
+        o,
+        "  docs        {base}/docs  (sign in with an API key and secret)"
+    )?;
+    writeln!(o, "  openapi     {base}/openapi/v1.json")?;
+    writeln!(o, "  health      {base}/health/ready")?;
+    if let Some(d) = demo {
+        std::fs::create_dir_all("data").ok();
+        let example = std::path::Path::new("data/example-incident.json");
+        std::fs::write(example, EXAMPLE).context("writing data/example-incident.json")?;
+        writeln!(o, "  demo key    {}", d.key)?;
+        writeln!(o, "  demo secret {}", d.secret)?;
+        writeln!(o)?;
+        writeln!(
+            o,
+            "Try it (submits the published Online Crime Report example):"
+        )?;
+        writeln!(
+            o,
+            "  curl -sS -X POST {base}/incidents -H 'content-type: application/vnd.api+json' \
+             -H 'x-api-key: {}' -H 'x-api-secret: {}' --data-binary @{}",
+            d.key,
+            d.secret,
+            example.display()
+        )?;
+        writeln!(o, "Then: nmpp-gateway exchanges list   (in this directory)")?;
+    }
+    o.flush()?;
+    Ok(())
+}

@@ -2,10 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// Where an exchange is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Accepted and waiting for (another) delivery attempt.
@@ -48,7 +49,7 @@ impl std::fmt::Display for Status {
 }
 
 /// Direction of an exchange relative to the force.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Into the force's systems (e.g. a submission from iHub).
@@ -141,7 +142,7 @@ pub struct WorkItem {
 }
 
 /// Outcome of one delivery attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AttemptOutcome {
     /// The target accepted it.
@@ -164,7 +165,7 @@ impl AttemptOutcome {
 }
 
 /// One delivery attempt, as journalled.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
     /// 1-based attempt number within the exchange.
@@ -213,7 +214,7 @@ pub enum Transition {
 }
 
 /// Summary row of an exchange.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExchangeSummary {
     /// Exchange id.
@@ -244,7 +245,7 @@ pub struct ExchangeSummary {
 }
 
 /// Everything the journal holds about one exchange.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExchangeDetail {
     /// Summary fields.

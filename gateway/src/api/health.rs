@@ -1,0 +1,131 @@
+//! Health and metrics.
+
+use crate::app::AppState;
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use serde::Serialize;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Live {
+    /// Always `live`.
+    status: &'static str,
+}
+
+/// The process is running. Unauthenticated.
+#[utoipa::path(get, path = "/health/live", tag = "Health",
+    responses((status = 200, body = Live)))]
+pub(crate) async fn live() -> Json<Live> {
+    Json(Live { status: "live" })
+}
+
+/// Readiness of the gateway and each dependency.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Ready {
+    /// `ready` (all up), `degraded` (journal up, some adapter down: submissions are still
+    /// accepted and delivered later) or `unavailable` (journal down: submissions get 503).
+    status: &'static str,
+    /// The journal.
+    journal: Component,
+    /// Each force's adapters.
+    adapters: Vec<AdapterHealth>,
+}
+
+/// One component's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Component {
+    /// `up` or `down`.
+    status: &'static str,
+    /// Error class when down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// One adapter's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AdapterHealth {
+    /// Force key.
+    force: String,
+    /// System (`athena`).
+    system: String,
+    /// `up` or `down`.
+    status: &'static str,
+    /// Error class when down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Readiness: 200 while the journal can persist (even if a force system is down, because
+/// submissions are still accepted and delivered later), 503 when it cannot. Unauthenticated;
+/// reports states and error classes only.
+#[utoipa::path(get, path = "/health/ready", tag = "Health",
+    responses((status = 200, body = Ready), (status = 503, body = Ready)))]
+pub(crate) async fn ready(State(st): State<AppState>) -> impl IntoResponse {
+    let limit = Duration::from_secs(2);
+    let journal = match tokio::time::timeout(limit, st.journal.ping()).await {
+        Ok(Ok(())) => Component {
+            status: "up",
+            error: None,
+        },
+        Ok(Err(e)) => Component {
+            status: "down",
+            error: Some(e.to_string()),
+        },
+        Err(_) => Component {
+            status: "down",
+            error: Some("no answer within 2 s".into()),
+        },
+    };
+    let checks = st.pipeline.forces().map(|(force, rt)| async move {
+        let r = tokio::time::timeout(limit, rt.records.health()).await;
+        let (status, error) = match r {
+            Ok(Ok(())) => ("up", None),
+            Ok(Err(e)) => ("down", Some(e.class.to_string())),
+            Err(_) => ("down", Some("timeout".into())),
+        };
+        AdapterHealth {
+            force: force.to_owned(),
+            system: rt.records.name().into(),
+            status,
+            error,
+        }
+    });
+    let adapters = futures::future::join_all(checks).await;
+    let (code, status) = if journal.status != "up" {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    } else if adapters.iter().any(|a| a.status != "up") {
+        (StatusCode::OK, "degraded")
+    } else {
+        (StatusCode::OK, "ready")
+    };
+    (
+        code,
+        Json(Ready {
+            status,
+            journal,
+            adapters,
+        }),
+    )
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "Health",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")),
+    security(("apiKey" = []), ("basic" = [])))]
+pub(crate) async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+    let note = crate::app::AuditNote {
+        action: "metrics.read",
+        ..Default::default()
+    };
+    crate::app::with_note(
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            st.metrics.render(),
+        ),
+        note,
+    )
+}

@@ -1,0 +1,28 @@
+//! Audit helpers shared by the API and the CLI.
+
+use replay::{ChainReport, Journal, JournalError, audit::ChainVerifier};
+
+/// Walks the whole audit chain in pages and reports the first bad record.
+pub async fn verify_chain(journal: &dyn Journal) -> Result<ChainReport, JournalError> {
+    let mut v = ChainVerifier::default();
+    let mut from = 1;
+    loop {
+        let page = journal.audit_records(from, 5000).await?;
+        let Some(last) = page.last().map(|r| r.seq) else {
+            break;
+        };
+        for rec in &page {
+            if let Err(fault) = v.check(rec) {
+                return Ok(ChainReport {
+                    records: v.checked(),
+                    first_bad: Some(fault),
+                });
+            }
+        }
+        from = last + 1;
+    }
+    Ok(ChainReport {
+        records: v.checked(),
+        first_bad: None,
+    })
+}

@@ -1,0 +1,257 @@
+//! Operator commands over the configured journal. They work while `serve` runs (SQLite WAL lets
+//! another process read and write the same file) and every data access they make is audited.
+
+use crate::config::Config;
+use anyhow::{Context, bail};
+use replay::{
+    AuditEvent, ExchangeDetail, ExchangeFilter, ExchangeSummary, Journal, OpenOptions, Status,
+};
+use std::{io::Write, sync::Arc};
+use uuid::Uuid;
+
+/// Opens the journal named by the configuration, for a CLI command.
+pub async fn open_journal(cfg: &Config) -> anyhow::Result<Arc<dyn Journal>> {
+    replay::open(
+        &cfg.journal.url,
+        OpenOptions {
+            max_size_bytes: cfg.journal.max_size_bytes,
+            server: false,
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "opening the journal {}",
+            replay::redact_url(&cfg.journal.url)
+        )
+    })
+}
+
+/// The operating-system user running the command, for audit records.
+fn cli_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+fn cli_event(
+    action: &str,
+    object_id: Option<String>,
+    detail: Option<serde_json::Value>,
+) -> AuditEvent {
+    AuditEvent {
+        time: crate::app::now_millis(),
+        actor: cli_actor(),
+        role: "operator".into(),
+        force: None,
+        action: action.into(),
+        object_type: Some("exchange".into()),
+        object_id,
+        result: "success".into(),
+        source_ip: None,
+        user_agent: Some(format!("nmpp-gateway-cli/{}", env!("CARGO_PKG_VERSION"))),
+        correlation_id: None,
+        event_uid: Uuid::now_v7(),
+        detail,
+    }
+}
+
+/// `exchanges list`.
+pub async fn list(
+    j: &dyn Journal,
+    status: Option<Status>,
+    limit: Option<usize>,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let filter = ExchangeFilter {
+        status,
+        ..Default::default()
+    };
+    let mut rows: Vec<ExchangeSummary> = Vec::new();
+    let mut cursor = None;
+    loop {
+        let want = limit.map_or(1000, |l| (l - rows.len()).min(1000));
+        if want == 0 {
+            break;
+        }
+        let page = j.list(&filter, cursor, want).await?;
+        rows.extend(page.items);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    j.audit(cli_event(
+        "exchange.search",
+        None,
+        Some(serde_json::json!({ "filter": { "status": status.map(Status::as_str) }, "results": rows.len() })),
+    ))
+    .await?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &rows)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<36}  {:<9}  {:<10}  {:<18}  {:>3}  {:<24}  {:<36}  LAST ERROR",
+        "ID", "STATUS", "FORCE", "KIND", "TRY", "CREATED", "SUBMISSION"
+    )?;
+    for r in &rows {
+        writeln!(
+            out,
+            "{:<36}  {:<9}  {:<10}  {:<18}  {:>3}  {:<24}  {:<36}  {}",
+            r.id,
+            r.status,
+            r.force,
+            r.kind,
+            r.attempt_count,
+            r.created_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            r.submission_id,
+            r.last_error_class.as_deref().unwrap_or("-")
+        )?;
+    }
+    writeln!(out, "{} exchange(s)", rows.len())?;
+    Ok(())
+}
+
+/// `exchanges show`.
+pub async fn show(
+    j: &dyn Journal,
+    id: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let id =
+        Uuid::parse_str(id).with_context(|| format!("{id:?} is not an exchange id (a UUID)"))?;
+    let Some(d) = j.get(id).await? else {
+        bail!("exchange {id} not found")
+    };
+    j.audit(cli_event("exchange.view", Some(id.to_string()), None))
+        .await?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &ShowJson::from(&d))?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let s = &d.summary;
+    let t = |t: &time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    writeln!(out, "exchange     {}", s.id)?;
+    writeln!(out, "status       {}", s.status)?;
+    writeln!(out, "force        {}", s.force)?;
+    writeln!(
+        out,
+        "kind         {} ({}, {} → {})",
+        s.kind,
+        d.direction.as_str(),
+        d.source_system,
+        s.target_system
+    )?;
+    writeln!(out, "submission   {}", s.submission_id)?;
+    writeln!(out, "case ref     {}", s.case_ref.as_deref().unwrap_or("-"))?;
+    writeln!(out, "correlation  {}", d.correlation_id)?;
+    writeln!(out, "created      {}", t(&s.created_at))?;
+    writeln!(
+        out,
+        "parent       {}",
+        s.parent_id.map_or("-".into(), |p| p.to_string())
+    )?;
+    let children: Vec<String> = d.children.iter().map(Uuid::to_string).collect();
+    writeln!(
+        out,
+        "children     {}",
+        if children.is_empty() {
+            "-".into()
+        } else {
+            children.join(", ")
+        }
+    )?;
+    writeln!(
+        out,
+        "target ref   {}",
+        s.target_ref.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        out,
+        "mapping      {}",
+        d.mapping_version.as_deref().unwrap_or("-")
+    )?;
+    if let Some(n) = &d.next_attempt_at {
+        writeln!(out, "next attempt {}", t(n))?;
+    }
+    writeln!(out, "attempts     {}", d.attempts.len())?;
+    for a in &d.attempts {
+        writeln!(
+            out,
+            "  #{:<3} {}  {:<9} {:<13} {}{}",
+            a.number,
+            t(&a.started_at),
+            a.outcome.as_str(),
+            a.error_class.as_deref().unwrap_or(""),
+            a.http_status
+                .map_or(String::new(), |s| format!("HTTP {s} ")),
+            a.detail.as_deref().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
+/// The `--json` shape of `exchanges show`: the stored detail plus an explicit `attempts` array
+/// and `attemptCount`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ShowJson<'a> {
+    #[serde(flatten)]
+    detail: &'a ExchangeDetail,
+}
+
+impl<'a> From<&'a ExchangeDetail> for ShowJson<'a> {
+    fn from(detail: &'a ExchangeDetail) -> Self {
+        Self { detail }
+    }
+}
+
+/// `replay ID`.
+pub async fn replay_one(j: &dyn Journal, id: &str, out: &mut dyn Write) -> anyhow::Result<Uuid> {
+    let id =
+        Uuid::parse_str(id).with_context(|| format!("{id:?} is not an exchange id (a UUID)"))?;
+    let child = j
+        .replay(id, cli_event("exchange.replay", None, None))
+        .await?;
+    writeln!(out, "replaying exchange {id} as {child}")?;
+    writeln!(
+        out,
+        "a running gateway delivers it within its poll interval; follow it with: nmpp-gateway exchanges show {child}"
+    )?;
+    Ok(child)
+}
+
+/// `audit verify`: returns whether the chain is intact.
+pub async fn audit_verify(j: &dyn Journal, out: &mut dyn Write) -> anyhow::Result<bool> {
+    let report = crate::audit::verify_chain(j).await?;
+    match &report.first_bad {
+        None => {
+            writeln!(
+                out,
+                "audit chain intact: {} record(s) verified",
+                report.records
+            )?;
+            Ok(true)
+        }
+        Some(f) => {
+            writeln!(
+                out,
+                "audit chain BROKEN at record {}: {} ({} record(s) before it verified)",
+                f.seq, f.reason, report.records
+            )?;
+            Ok(false)
+        }
+    }
+}

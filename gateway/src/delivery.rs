@@ -1,0 +1,319 @@
+//! The delivery pipeline: claim due exchanges from the journal, map them (SDM → NMPP → target
+//! format), send them, and journal every attempt.
+//!
+//! One dispatcher loop per process claims work with a lease and hands each exchange to a
+//! bounded set of concurrent deliveries. Retryable failures are rescheduled with exponential
+//! backoff and jitter (`backon` computes the delays; the journal keeps the due time, so retries
+//! survive restarts); non-retryable failures, and retryable ones that used up their attempts,
+//! park the exchange. A parked or slow exchange never holds up the others.
+
+use crate::{config::DeliveryConfig, metrics as m};
+use adapters::{AdapterError, DeliveryContext, ErrorClass, RecordSystem};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use replay::{Attempt, AttemptOutcome, Journal, Prepared, Transition, WorkItem};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// A force's adapters.
+pub struct ForceRuntime {
+    /// The records system.
+    pub records: Arc<dyn RecordSystem>,
+}
+
+/// The adapters of every force and the mappings they share.
+pub struct Pipeline {
+    forces: BTreeMap<String, ForceRuntime>,
+    mappings: Arc<mappings::Mappings>,
+}
+
+impl Pipeline {
+    /// A pipeline over these forces.
+    pub fn new(forces: BTreeMap<String, ForceRuntime>, mappings: Arc<mappings::Mappings>) -> Self {
+        Self { forces, mappings }
+    }
+
+    /// The target system name of a force's submissions.
+    pub fn target_of(&self, force: &str) -> Option<&'static str> {
+        self.forces.get(force).map(|f| f.records.name())
+    }
+
+    /// Every force and its adapters.
+    pub fn forces(&self) -> impl Iterator<Item = (&str, &ForceRuntime)> {
+        self.forces.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Maps and delivers one exchange; returns what was prepared and the outcome.
+    async fn deliver(
+        &self,
+        item: &WorkItem,
+    ) -> (Prepared, Result<adapters::DeliveryReceipt, AdapterError>) {
+        let mut prepared = Prepared::default();
+        let Some(rt) = self.forces.get(&item.force) else {
+            let e = AdapterError::new(
+                ErrorClass::Internal,
+                format!("force {} is not configured on this gateway", item.force),
+            );
+            return (prepared, Err(e));
+        };
+        let sdm: serde_json::Value = match serde_json::from_slice(&item.payload) {
+            Ok(v) => v,
+            Err(e) => {
+                let e = AdapterError::new(
+                    ErrorClass::Internal,
+                    format!("stored payload unreadable: {e}"),
+                );
+                return (prepared, Err(e));
+            }
+        };
+        let nmpp = match self.mappings.sdm_to_nmpp(&sdm) {
+            Ok(v) => v,
+            Err(e) => {
+                return (
+                    prepared,
+                    Err(AdapterError::new(ErrorClass::Mapping, e.to_string())),
+                );
+            }
+        };
+        prepared.canonical = serde_json::to_vec(&nmpp).ok();
+        let payload = match rt.records.prepare_crime_record(&nmpp) {
+            Ok(p) => p,
+            Err(e) => return (prepared, Err(e)),
+        };
+        prepared.target_payload = Some(payload.body.clone().into_bytes());
+        prepared.mapping_version = Some(payload.mapping.clone());
+        let ctx = DeliveryContext {
+            idempotency_key: item.idempotency_key.clone(),
+            correlation_id: item.correlation_id.clone(),
+        };
+        let r = rt.records.create_crime_record(&payload, &ctx).await;
+        (prepared, r)
+    }
+}
+
+/// Delay before attempt `next` (2 = the first retry): exponential from the initial delay, capped,
+/// with optional jitter.
+fn retry_delay(policy: &DeliveryConfig, next: u32) -> Duration {
+    let b = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(policy.initial_backoff_ms))
+        .with_max_delay(Duration::from_millis(policy.max_backoff_ms))
+        .with_factor(policy.backoff_factor)
+        .without_max_times();
+    let b = if policy.jitter { b.with_jitter() } else { b };
+    b.build()
+        .nth(next.saturating_sub(2) as usize)
+        .unwrap_or(Duration::from_millis(policy.max_backoff_ms))
+}
+
+/// Runs deliveries until `shutdown` is cancelled.
+pub struct Dispatcher {
+    journal: Arc<dyn Journal>,
+    pipeline: Arc<Pipeline>,
+    policy: DeliveryConfig,
+    node: String,
+    work_ready: Arc<Notify>,
+}
+
+impl Dispatcher {
+    /// A dispatcher for this node.
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        pipeline: Arc<Pipeline>,
+        policy: DeliveryConfig,
+        node: String,
+        work_ready: Arc<Notify>,
+    ) -> Self {
+        Self {
+            journal,
+            pipeline,
+            policy,
+            node,
+            work_ready,
+        }
+    }
+
+    /// The loop: claim what is due, deliver it with bounded concurrency, repeat.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.policy.workers));
+        let lease = Duration::from_millis(self.policy.lease_ms);
+        let poll = Duration::from_millis(self.policy.poll_ms);
+        let mut stats_due = tokio::time::Instant::now();
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            // Wait for at least one free slot before claiming, so claimed work starts at once
+            // and leases are not spent waiting.
+            let first = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = shutdown.cancelled() => break,
+            };
+            let free = slots.available_permits() + 1;
+            let claimed = self
+                .journal
+                .claim_due(&self.node, OffsetDateTime::now_utc(), lease, free)
+                .await;
+            let items = match claimed {
+                Ok(items) => items,
+                Err(e) => {
+                    drop(first);
+                    metrics::counter!(m::JOURNAL_ERRORS, "op" => "claim").increment(1);
+                    tracing::warn!(error = %e, "could not claim work from the journal; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(poll) => {},
+                        () = shutdown.cancelled() => break,
+                    }
+                    continue;
+                }
+            };
+            let n = items.len();
+            let mut first = Some(first);
+            for item in items {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => match slots.clone().try_acquire_owned() {
+                        Ok(p) => p,
+                        Err(_) => match slots.clone().acquire_owned().await {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    },
+                };
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.attempt(item).await;
+                    drop(permit);
+                });
+            }
+            drop(first);
+            if tokio::time::Instant::now() >= stats_due {
+                stats_due = tokio::time::Instant::now() + Duration::from_secs(5);
+                if let Ok(s) = self.journal.stats().await {
+                    metrics::gauge!(m::PARKED).set(s.parked as f64);
+                    metrics::gauge!(m::PENDING).set(s.pending as f64);
+                }
+            }
+            if n < free {
+                // Nothing more is due now: sleep until new work arrives or the next poll.
+                tokio::select! {
+                    () = self.work_ready.notified() => {},
+                    () = tokio::time::sleep(poll) => {},
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        }
+        // Let running deliveries finish (their leases would expire anyway).
+        let _ = slots.acquire_many(self.policy.workers as u32).await;
+        tracing::info!("dispatcher stopped");
+    }
+
+    #[tracing::instrument(skip_all, fields(exchange_id = %item.id, force = %item.force, attempt = item.attempts + 1))]
+    async fn attempt(&self, item: WorkItem) {
+        let started = OffsetDateTime::now_utc();
+        let (prepared, result) = self.pipeline.deliver(&item).await;
+        let finished = OffsetDateTime::now_utc();
+        let number = item.attempts + 1;
+        let target = item.target_system.clone();
+        let (outcome, transition, class, detail, status) = match result {
+            Ok(receipt) => (
+                AttemptOutcome::Delivered,
+                Transition::Delivered {
+                    target_ref: receipt.target_ref,
+                },
+                None,
+                receipt
+                    .duplicate
+                    .then(|| "target had already seen this idempotency key".to_owned()),
+                Some(receipt.status),
+            ),
+            Err(e) => {
+                metrics::counter!(m::ADAPTER_ERRORS, "adapter" => target.clone(), "class" => e.class.as_str())
+                    .increment(1);
+                let retry = e.is_retryable() && number < self.policy.max_attempts;
+                let (outcome, transition) = if retry {
+                    let mut delay = retry_delay(&self.policy, number + 1);
+                    if let Some(asked) = e.retry_after {
+                        delay =
+                            delay.max(asked.min(Duration::from_millis(self.policy.max_backoff_ms)));
+                    }
+                    (AttemptOutcome::Retry, Transition::RetryAt(finished + delay))
+                } else {
+                    (AttemptOutcome::Parked, Transition::Parked)
+                };
+                tracing::info!(class = %e.class, retry, "delivery attempt failed");
+                (
+                    outcome,
+                    transition,
+                    Some(e.class.as_str().to_owned()),
+                    Some(e.message),
+                    e.status,
+                )
+            }
+        };
+        metrics::counter!(m::ATTEMPTS_TOTAL, "force" => item.force.clone(), "target" => target,
+            "outcome" => outcome.as_str(), "class" => class.clone().unwrap_or_default())
+        .increment(1);
+        if outcome != AttemptOutcome::Retry {
+            let o = if outcome == AttemptOutcome::Delivered {
+                "delivered"
+            } else {
+                "parked"
+            };
+            metrics::counter!(m::EXCHANGES_TOTAL, "force" => item.force.clone(), "kind" => item.kind.clone(), "outcome" => o)
+                .increment(1);
+        }
+        let attempt = Attempt {
+            number,
+            started_at: started,
+            finished_at: finished,
+            outcome,
+            error_class: class,
+            detail,
+            http_status: status,
+            node: self.node.clone(),
+        };
+        if let Err(e) = self
+            .journal
+            .record_attempt(item.id, attempt, transition, prepared)
+            .await
+        {
+            // The lease will expire and the exchange will be tried again with the same
+            // idempotency key, so the target sees at most a duplicate it can drop.
+            metrics::counter!(m::JOURNAL_ERRORS, "op" => "attempt").increment(1);
+            tracing::warn!(error = %e, "could not journal a delivery attempt");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_from_the_initial_delay_and_is_capped() {
+        let policy = DeliveryConfig {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1000,
+            jitter: false,
+            ..DeliveryConfig::default()
+        };
+        let delays: Vec<u128> = (2..8)
+            .map(|n| retry_delay(&policy, n).as_millis())
+            .collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[test]
+    fn jitter_stays_within_one_extra_delay() {
+        let policy = DeliveryConfig {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 10_000,
+            ..DeliveryConfig::default()
+        };
+        for _ in 0..100 {
+            let d = retry_delay(&policy, 3).as_millis();
+            assert!((200..=400).contains(&d), "{d}");
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Assembling a gateway from configuration and running it.
+
+use crate::{
+    app::{AppState, Inner},
+    auth::Credentials,
+    config::{Config, Role, SIM_ATHENA},
+    delivery::{Dispatcher, ForceRuntime, Pipeline},
+};
+use adapters::RecordSystemConfig;
+use anyhow::Context;
+use fixtures::athena::{AthenaSim, AthenaSimOptions};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
+
+/// A demo client whose plain secret is known (the embedded default).
+#[derive(Debug, Clone)]
+pub struct DemoClient {
+    /// API key.
+    pub key: String,
+    /// Secret.
+    pub secret: String,
+}
+
+/// A gateway ready to serve: state, dispatcher, and any in-process simulators.
+pub struct Gateway {
+    /// Shared state (router input).
+    pub state: AppState,
+    dispatcher: Arc<Dispatcher>,
+    /// The in-process Athena simulator, when configured.
+    pub athena_sim: Option<AthenaSim>,
+}
+
+impl Gateway {
+    /// Builds everything the configuration describes: starts configured simulators, opens and
+    /// migrates the journal, loads mappings and builds each force's adapters.
+    pub async fn build(mut config: Config, demo: Option<&DemoClient>) -> anyhow::Result<Self> {
+        let athena_sim = match config.simulators.athena {
+            Some(listen) => Some(
+                AthenaSim::start(AthenaSimOptions {
+                    listen,
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| format!("starting the Athena simulator on {listen}"))?,
+            ),
+            None => None,
+        };
+        for (key, force) in &mut config.forces {
+            let RecordSystemConfig::Athena(a) = &mut force.records;
+            if a.base_url == SIM_ATHENA {
+                let sim = athena_sim.as_ref().with_context(|| {
+                    format!(
+                        "forces.{key}.records.base_url is {SIM_ATHENA} but simulators.athena is \
+                         not set"
+                    )
+                })?;
+                a.base_url = sim.base_url();
+            }
+        }
+
+        let journal = replay::open(
+            &config.journal.url,
+            replay::OpenOptions {
+                max_size_bytes: config.journal.max_size_bytes,
+                server: true,
+            },
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "opening the journal {}",
+                replay::redact_url(&config.journal.url)
+            )
+        })?;
+
+        let mappings = Arc::new(
+            mappings::Mappings::builtin().map_err(|e| anyhow::anyhow!("loading mappings: {e}"))?,
+        );
+        let mut forces = BTreeMap::new();
+        let mut force_by_ihub_id = std::collections::HashMap::new();
+        for (key, f) in &config.forces {
+            let records = f
+                .records
+                .build(mappings.clone())
+                .map_err(|e| anyhow::anyhow!("forces.{key}.records: {e}"))?;
+            forces.insert(key.clone(), ForceRuntime { records });
+            force_by_ihub_id.insert(f.ihub_force_id, key.clone());
+        }
+        let pipeline = Arc::new(Pipeline::new(forces, mappings));
+
+        let mut credentials = Credentials::new(&config.auth).map_err(anyhow::Error::msg)?;
+        if let Some(d) = demo {
+            credentials.add(
+                &d.key,
+                &d.secret,
+                vec![Role::Ihub, Role::Operator, Role::Auditor],
+            );
+        }
+        let work_ready = Arc::new(Notify::new());
+        let node = format!("{}-{}", hostname(), std::process::id());
+        let dispatcher = Arc::new(Dispatcher::new(
+            journal.clone(),
+            pipeline.clone(),
+            config.delivery.clone(),
+            node,
+            work_ready.clone(),
+        ));
+        let state = AppState(Arc::new(Inner {
+            config: Arc::new(config),
+            journal,
+            credentials,
+            force_by_ihub_id,
+            pipeline,
+            work_ready,
+            metrics: crate::metrics::handle(),
+        }));
+        Ok(Self {
+            state,
+            dispatcher,
+            athena_sim,
+        })
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+/// Serves `gateway` on `listener` and runs its dispatcher until `shutdown` is cancelled; then
+/// stops accepting, finishes in-flight requests and deliveries, and returns.
+pub async fn run(
+    listener: TcpListener,
+    gateway: Gateway,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let Gateway {
+        state,
+        dispatcher,
+        athena_sim,
+    } = gateway;
+    let dispatch = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let router = crate::app(state).layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+        use axum::response::IntoResponse;
+        crate::error::ApiError::internal(&"handler panicked").into_response()
+    }));
+    let s = shutdown.clone();
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { s.cancelled().await })
+    .await?;
+    shutdown.cancel();
+    let _ = dispatch.await;
+    if let Some(sim) = athena_sim {
+        sim.shutdown().await;
+    }
+    Ok(())
+}
