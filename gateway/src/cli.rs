@@ -15,6 +15,7 @@ pub async fn open_journal(cfg: &Config) -> anyhow::Result<Arc<dyn Journal>> {
         &cfg.journal.url,
         OpenOptions {
             max_size_bytes: cfg.journal.max_size_bytes,
+            max_batch: None,
             server: false,
         },
     )

@@ -135,6 +135,11 @@ impl Dispatcher {
 
     /// The loop: claim what is due, deliver it with bounded concurrency, repeat.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        if self.policy.paused {
+            tracing::warn!("delivery is paused by configuration: exchanges are accepted and kept");
+            shutdown.cancelled().await;
+            return;
+        }
         let slots = Arc::new(Semaphore::new(self.policy.workers));
         let lease = Duration::from_millis(self.policy.lease_ms);
         let poll = Duration::from_millis(self.policy.poll_ms);

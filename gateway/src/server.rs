@@ -63,6 +63,7 @@ impl Gateway {
             &config.journal.url,
             replay::OpenOptions {
                 max_size_bytes: config.journal.max_size_bytes,
+                max_batch: Some(config.journal.max_batch),
                 server: true,
             },
         )

@@ -107,6 +107,10 @@ pub struct OpenOptions {
     /// Refuse writes beyond this many bytes of database (SQLite), answering
     /// [`JournalError::Unavailable`] instead of filling the disk.
     pub max_size_bytes: Option<u64>,
+    /// Most operations committed in one transaction (group commit). `None` means the default
+    /// (4096); `Some(1)` commits every operation on its own, which is only useful as a
+    /// benchmark baseline.
+    pub max_batch: Option<usize>,
     /// Open for the long-running server (clears leases left by an earlier process of this
     /// single-node backend) rather than for a CLI command.
     pub server: bool,

@@ -37,7 +37,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
     include_str!("../../migrations/sqlite/0001_init.sql"),
 )];
 
-/// How many queued operations one transaction takes at most.
+/// How many queued operations one transaction takes at most, by default.
 const MAX_BATCH: usize = 4096;
 
 /// The SQLite journal. Cheap to share behind an `Arc`.
@@ -169,7 +169,7 @@ impl SqliteJournal {
                 match setup {
                     Ok(conn) => {
                         let _ = ready_tx.send(Ok(()));
-                        write::run(conn, rx);
+                        write::run(conn, rx, opts.max_batch.unwrap_or(MAX_BATCH).max(1));
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));

@@ -301,6 +301,7 @@ async fn a_full_journal_refuses_instead_of_acknowledging() {
         OpenOptions {
             server: true,
             max_size_bytes: Some(256 * 1024),
+            ..Default::default()
         },
     )
     .await

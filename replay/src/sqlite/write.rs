@@ -66,11 +66,11 @@ struct Head {
 type Finish = Box<dyn FnOnce(Option<JournalError>) + Send>;
 
 /// Runs until every sender is gone.
-pub(crate) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
+pub(crate) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
     let mut batch = Vec::with_capacity(256);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < super::MAX_BATCH {
+        while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
