@@ -1,1 +1,306 @@
-//! placeholder
+//! NMPP canonical model, constrained-value lists and the declarative mapping engine.
+//!
+//! Every system the gateway talks to is mapped to and from one canonical model, the NMPP
+//! model, by **mapping specs**: TOML files a force's integration team can read and change
+//! without code (the format is documented in `SPEC-FORMAT.md` beside this crate). This crate
+//! is pure and synchronous: no I/O (except [`Mappings::load_dir`], which reads spec files
+//! once, at start), no async.
+//!
+//! # Layout
+//!
+//! | where | what |
+//! |---|---|
+//! | `schemas/nmpp/v1/` | the NMPP model v1 as JSON Schema (draft 2020-12): the contract |
+//! | `codelists/` | constrained-value lists (GNDR, CPNC, EGRP, ESDD, IVLD, BWST, ROLE, OUTCOME, VCRIGHT) |
+//! | `specs/` | the built-in mapping specs: `sdm-to-nmpp.v1.toml`, `nmpp-to-athena.v1.toml` |
+//! | `src/model.rs` | Rust types of the NMPP model and schema validation ([`model`]) |
+//! | `src/sdm.rs` | [`validate_sdm`]: hot-path checks of an inbound iHub SDM document |
+//! | `src/spec/` | spec files: TOML shape, `extends` merging, compilation with `file:line` errors |
+//! | `src/path.rs` | source path expressions (`$person->currentAddress.attributes.street`) |
+//! | `src/engine.rs` | runs a compiled spec over a document, building a `serde_json::Value` |
+//! | `src/transform.rs` | value transforms (`boolean`, `date`, `join`, `sha256_base64`, …) |
+//! | `src/xml.rs` | XML ↔ `Value` by one documented convention ([`xml`]) |
+//! | `src/doc.rs` | Markdown documentation of the loaded specs ([`Mappings::document`]) |
+//! | `tests/cases/` | golden cases: one folder per case, run by `tests/golden.rs` |
+//!
+//! # Flow
+//!
+//! ```text
+//! iHub SDM (JSON:API) ──validate_sdm──► persisted ──sdm_to_nmpp──► NMPP v1 (schema-checked)
+//!                                                   ──nmpp_to_athena_xml──► Athena CrimeRecord XML
+//! ```
+
+mod codelist;
+mod doc;
+mod engine;
+mod error;
+pub mod model;
+mod path;
+mod sdm;
+mod spec;
+mod transform;
+mod values;
+pub mod xml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+pub use codelist::{CodeList, CodeLists, codelists};
+pub use error::{FieldError, MappingError, SpecError};
+pub use sdm::{SdmFacts, validate_sdm};
+
+use engine::{Spec, TargetFormat};
+
+/// Id of the built-in iHub SDM → NMPP spec.
+pub const SDM_TO_NMPP: &str = "sdm-to-nmpp";
+/// Id of the built-in NMPP → Athena `CrimeRecord` spec.
+pub const NMPP_TO_ATHENA: &str = "nmpp-to-athena";
+/// The target model name whose output is checked against the NMPP v1 schema.
+pub const NMPP_MODEL: &str = "nmpp@1";
+
+/// The built-in spec files, embedded at build time: `(file name, contents)`.
+pub const BUILTIN_SPECS: &[(&str, &str)] = &[
+    (
+        "specs/sdm-to-nmpp.v1.toml",
+        include_str!("../specs/sdm-to-nmpp.v1.toml"),
+    ),
+    (
+        "specs/nmpp-to-athena.v1.toml",
+        include_str!("../specs/nmpp-to-athena.v1.toml"),
+    ),
+];
+
+/// The loaded, validated mapping specs, by id.
+///
+/// Build it once at start ([`Mappings::builtin`], [`Mappings::load_dir`],
+/// [`Mappings::from_sources`]) and share it (`Arc<Mappings>`): it is immutable, `Send` and
+/// `Sync`, and every mapping call is a pure function of the spec and the document.
+pub struct Mappings {
+    specs: BTreeMap<String, Arc<Spec>>,
+}
+
+impl fmt::Debug for Mappings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.specs.values().map(|s| s.name()))
+            .finish()
+    }
+}
+
+impl Mappings {
+    /// The specs embedded in the binary (`specs/*.toml`), after checking the embedded code
+    /// lists and NMPP schema.
+    pub fn builtin() -> Result<Self, SpecError> {
+        if let Some(e) = codelist::load_error() {
+            return Err(e);
+        }
+        if let Some(e) = model::schema_error() {
+            return Err(SpecError::new("schemas/nmpp/v1", 0, e));
+        }
+        Self {
+            specs: BTreeMap::new(),
+        }
+        .with_sources(BUILTIN_SPECS.iter().copied())
+    }
+
+    /// The built-in specs, then `sources` (`(file name, TOML text)`) in order.
+    ///
+    /// A source whose `id` is already loaded replaces that spec; a source with
+    /// `extends = "ID"` is merged over the spec loaded under that id (see `SPEC-FORMAT.md`,
+    /// "Overrides").
+    pub fn from_sources<I, N, T>(sources: I) -> Result<Self, SpecError>
+    where
+        I: IntoIterator<Item = (N, T)>,
+        N: AsRef<str>,
+        T: AsRef<str>,
+    {
+        Self::builtin()?.with_sources(sources)
+    }
+
+    /// The built-in specs, then every `*.toml` file of `dir` in file-name order (a force's own
+    /// specs and overrides). The only function of this crate that does I/O.
+    pub fn load_dir(dir: impl AsRef<std::path::Path>) -> Result<Self, SpecError> {
+        let dir = dir.as_ref();
+        let shown = dir.display().to_string();
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| SpecError::new(&shown, 0, format!("cannot read directory: {e}")))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|e| SpecError::new(&shown, 0, format!("cannot read directory: {e}")))?
+                .path();
+            if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        let mut sources = Vec::with_capacity(files.len());
+        for path in files {
+            let name = path.display().to_string();
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| SpecError::new(&name, 0, format!("cannot read file: {e}")))?;
+            sources.push((name, text));
+        }
+        Self::from_sources(sources)
+    }
+
+    fn with_sources<I, N, T>(mut self, sources: I) -> Result<Self, SpecError>
+    where
+        I: IntoIterator<Item = (N, T)>,
+        N: AsRef<str>,
+        T: AsRef<str>,
+    {
+        for (name, text) in sources {
+            let def = spec::parse(name.as_ref(), text.as_ref())?;
+            let def = match &def.extends {
+                Some(base_id) => {
+                    let Some(base) = self.specs.get(base_id.get_ref()) else {
+                        let known: Vec<&str> = self.specs.keys().map(String::as_str).collect();
+                        return Err(def.origin.error(
+                            &base_id.span(),
+                            format!(
+                                "extends {:?}, which is not loaded (loaded: {})",
+                                base_id.get_ref(),
+                                known.join(", ")
+                            ),
+                        ));
+                    };
+                    let base = Arc::clone(base);
+                    spec::merge(&base.def, def)?
+                }
+                None => def,
+            };
+            let compiled = spec::compile::compile(def)?;
+            self.specs.insert(compiled.id.clone(), Arc::new(compiled));
+        }
+        Ok(self)
+    }
+
+    /// `id@version` of every loaded spec.
+    pub fn spec_ids(&self) -> Vec<String> {
+        self.specs.values().map(|s| s.name()).collect()
+    }
+
+    fn spec(&self, id: &str) -> Result<&Spec, MappingError> {
+        self.specs
+            .get(id)
+            .map(|s| &**s)
+            .ok_or_else(|| MappingError {
+                spec: id.to_owned(),
+                path: String::new(),
+                message: format!(
+                    "no mapping spec with id {id:?} (loaded: {})",
+                    self.spec_ids().join(", ")
+                ),
+            })
+    }
+
+    /// Runs spec `id` over `source` and returns the target tree. Output of a spec whose target
+    /// model is [`NMPP_MODEL`] is checked against the NMPP v1 JSON Schema.
+    pub fn map(&self, id: &str, source: &Value) -> Result<Value, MappingError> {
+        let spec = self.spec(id)?;
+        let out = engine::run(spec, source)?;
+        if spec.target_model == NMPP_MODEL
+            && let Err(violations) = model::validate(&out)
+        {
+            let more = match violations.len() {
+                0 | 1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            let (path, why) = violations
+                .into_iter()
+                .next()
+                .map(|v| (v.pointer, v.message))
+                .unwrap_or_default();
+            return Err(MappingError {
+                spec: spec.name(),
+                path,
+                message: format!("the mapped document breaks the NMPP v1 schema: {why}{more}"),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs spec `id` over `source` and serialises the result in the spec's target format
+    /// (JSON, or XML by the convention of [`xml`]).
+    pub fn render(&self, id: &str, source: &Value) -> Result<String, MappingError> {
+        let spec = self.spec(id)?;
+        let out = self.map(id, source)?;
+        match &spec.target_format {
+            TargetFormat::Json => serde_json::to_string(&out).map_err(|e| MappingError {
+                spec: spec.name(),
+                path: String::new(),
+                message: format!("cannot serialise: {e}"),
+            }),
+            TargetFormat::Xml {
+                root,
+                namespace,
+                indent,
+            } => {
+                let tree = match (namespace, out) {
+                    (Some(ns), Value::Object(body)) => {
+                        let mut map = Map::with_capacity(body.len() + 1);
+                        map.insert("@xmlns".into(), Value::String(ns.clone()));
+                        map.extend(body);
+                        Value::Object(map)
+                    }
+                    (_, out) => out,
+                };
+                let options = xml::WriteOptions {
+                    indent: *indent,
+                    declaration: false,
+                };
+                xml::to_xml(root, &tree, options).map_err(|e| MappingError {
+                    spec: spec.name(),
+                    path: match &e {
+                        xml::XmlError::Write { path, .. } => path.clone(),
+                        xml::XmlError::Read { .. } => String::new(),
+                    },
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// iHub SDM → NMPP submission document (spec [`SDM_TO_NMPP`]), checked against the NMPP
+    /// v1 schema.
+    pub fn sdm_to_nmpp(&self, sdm: &Value) -> Result<Value, MappingError> {
+        self.map(SDM_TO_NMPP, sdm)
+    }
+
+    /// NMPP submission document → Athena `CrimeRecord` XML (spec [`NMPP_TO_ATHENA`]).
+    pub fn nmpp_to_athena_xml(&self, nmpp: &Value) -> Result<String, MappingError> {
+        self.render(NMPP_TO_ATHENA, nmpp)
+    }
+
+    /// `id@version` of the spec with this id (for the journal); `id@unknown` if not loaded.
+    pub fn spec_version(&self, id: &str) -> String {
+        self.specs
+            .get(id)
+            .map_or_else(|| format!("{id}@unknown"), |s| s.name())
+    }
+
+    /// Markdown documentation of every loaded spec: per spec a table of target field ←
+    /// source field with transforms, code lists and conditions, its code tables, and for specs
+    /// that chain (one's target model is another's source model) the lineage from the first
+    /// source through NMPP to the last target.
+    pub fn document(&self) -> String {
+        let specs: Vec<&Spec> = self.specs.values().map(|s| &**s).collect();
+        doc::render(&specs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync_debug<T: Send + Sync + fmt::Debug>() {}
+
+    #[test]
+    fn mappings_is_send_sync_debug() {
+        assert_send_sync_debug::<Mappings>();
+    }
+}

@@ -1,0 +1,210 @@
+//! Value transforms (`transform = [...]` in a rule), applied to each value in order.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use crate::engine::{Frame, Run};
+use crate::path::Path;
+use crate::values;
+
+/// The transform names a spec may use, for error messages and documentation.
+pub(crate) const NAMES: &[&str] = &[
+    "string",
+    "boolean",
+    "integer",
+    "trim",
+    "lowercase",
+    "uppercase",
+    "date",
+    "time",
+    "datetime",
+    "sha256_base64",
+    "base64_size",
+    "{ join = SEP }",
+    "{ format = \"..{}..\" }",
+    "{ position_in = PATH }",
+];
+
+/// One compiled transform.
+#[derive(Debug)]
+pub(crate) enum Transform {
+    /// Scalars to their text (`42` → `"42"`, `true` → `"true"`).
+    String,
+    /// Booleans and string booleans in any case → `true`/`false`.
+    Boolean,
+    /// Integers and strings of digits → an integer.
+    Integer,
+    /// Strips leading and trailing whitespace.
+    Trim,
+    Lowercase,
+    Uppercase,
+    /// `YYYY-MM-DD`, or the date of an RFC 3339 date-time.
+    Date,
+    /// `HH:MM:SS[.fff]` (`HH:MM` gains `:00`); an RFC 3339 date-time is kept.
+    Time,
+    /// Checks an RFC 3339 date-time (kept as sent).
+    DateTime,
+    /// Lower-case hex SHA-256 of the bytes a base64 string encodes.
+    Sha256Base64,
+    /// Number of bytes a base64 string encodes.
+    Base64Size,
+    /// An array of scalars joined into one string.
+    Join(String),
+    /// Text with `{}` replaced by the value (`"p{}"`).
+    Format(String, String),
+    /// 1-based position of the value among the values of a path.
+    PositionIn(Path),
+}
+
+impl Transform {
+    /// The transform with a bare name.
+    pub(crate) fn named(name: &str) -> Option<Self> {
+        Some(match name {
+            "string" => Self::String,
+            "boolean" => Self::Boolean,
+            "integer" => Self::Integer,
+            "trim" => Self::Trim,
+            "lowercase" => Self::Lowercase,
+            "uppercase" => Self::Uppercase,
+            "date" => Self::Date,
+            "time" => Self::Time,
+            "datetime" => Self::DateTime,
+            "sha256_base64" => Self::Sha256Base64,
+            "base64_size" => Self::Base64Size,
+            _ => return None,
+        })
+    }
+
+    /// How the transform is written in a spec (for documentation).
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::String => "string".into(),
+            Self::Boolean => "boolean".into(),
+            Self::Integer => "integer".into(),
+            Self::Trim => "trim".into(),
+            Self::Lowercase => "lowercase".into(),
+            Self::Uppercase => "uppercase".into(),
+            Self::Date => "date".into(),
+            Self::Time => "time".into(),
+            Self::DateTime => "datetime".into(),
+            Self::Sha256Base64 => "sha256_base64".into(),
+            Self::Base64Size => "base64_size".into(),
+            Self::Join(sep) => format!("join {sep:?}"),
+            Self::Format(pre, post) => format!("format {:?}", format!("{pre}{{}}{post}")),
+            Self::PositionIn(p) => format!("position_in `{}`", p.text),
+        }
+    }
+
+    /// Applies the transform to one value.
+    pub(crate) fn apply<'a>(
+        &self,
+        v: Cow<'a, Value>,
+        run: &Run<'a>,
+        frame: &Frame<'a, '_>,
+    ) -> Result<Cow<'a, Value>, String> {
+        let found = |what: &str, v: &Value| {
+            format!("{}: expected {what}, found {}", self.describe(), short(v))
+        };
+        match self {
+            Self::String => match &*v {
+                Value::String(_) => Ok(v),
+                Value::Number(_) | Value::Bool(_) => Ok(Cow::Owned(Value::String(
+                    values::scalar_text(&v)
+                        .map(Cow::into_owned)
+                        .unwrap_or_default(),
+                ))),
+                other => Err(found("a string, number or boolean", other)),
+            },
+            Self::Boolean => match values::as_bool(&v) {
+                Some(_) if v.is_boolean() => Ok(v),
+                Some(b) => Ok(Cow::Owned(Value::Bool(b))),
+                None => Err(found("a boolean (true/false)", &v)),
+            },
+            Self::Integer => values::as_integer(&v)
+                .map(Cow::Owned)
+                .ok_or_else(|| found("an integer", &v)),
+            Self::Trim | Self::Lowercase | Self::Uppercase => {
+                let Some(s) = v.as_str() else {
+                    return Err(found("a string", &v));
+                };
+                let out = match self {
+                    Self::Trim if s.trim().len() == s.len() => return Ok(v),
+                    Self::Trim => s.trim().to_owned(),
+                    Self::Lowercase => s.to_lowercase(),
+                    _ => s.to_uppercase(),
+                };
+                Ok(Cow::Owned(Value::String(out)))
+            }
+            Self::Date => {
+                let date = v.as_str().and_then(values::to_date);
+                match date {
+                    Some(d) if Some(d.len()) == v.as_str().map(str::len) => Ok(v),
+                    Some(d) => Ok(Cow::Owned(Value::String(d.to_owned()))),
+                    None => Err(found("a date (YYYY-MM-DD) or RFC 3339 date-time", &v)),
+                }
+            }
+            Self::Time => match v.as_str().and_then(values::to_time) {
+                Some(Cow::Owned(t)) => Ok(Cow::Owned(Value::String(t))),
+                Some(Cow::Borrowed(_)) => Ok(v),
+                None => Err(found("a time (HH:MM:SS) or RFC 3339 date-time", &v)),
+            },
+            Self::DateTime => match v.as_str() {
+                Some(s) if values::is_rfc3339(s) => Ok(v),
+                _ => Err(found("an RFC 3339 date-time", &v)),
+            },
+            Self::Sha256Base64 => {
+                let bytes = v.as_str().and_then(values::base64_decode);
+                match bytes {
+                    Some(b) => Ok(Cow::Owned(Value::String(values::sha256_hex(&b)))),
+                    None => Err(format!("{}: expected base64 content", self.describe())),
+                }
+            }
+            Self::Base64Size => match v.as_str().and_then(values::base64_len) {
+                Some(n) => Ok(Cow::Owned(Value::from(n))),
+                None => Err(format!("{}: expected base64 content", self.describe())),
+            },
+            Self::Join(sep) => match &*v {
+                Value::Array(items) => {
+                    let mut out = String::new();
+                    for item in items.iter().filter(|i| !values::is_absent(i)) {
+                        let Some(text) = values::scalar_text(item) else {
+                            return Err(found("an array of strings", &v));
+                        };
+                        if !out.is_empty() {
+                            out.push_str(sep);
+                        }
+                        out.push_str(&text);
+                    }
+                    Ok(Cow::Owned(Value::String(out)))
+                }
+                Value::String(_) => Ok(v),
+                other => Err(found("an array of strings", other)),
+            },
+            Self::Format(pre, post) => match values::scalar_text(&v) {
+                Some(text) => Ok(Cow::Owned(Value::String(format!("{pre}{text}{post}")))),
+                None => Err(found("a string, number or boolean", &v)),
+            },
+            Self::PositionIn(path) => match run.position_in(path, frame, &v) {
+                Some(n) => Ok(Cow::Owned(Value::from(n))),
+                None => Err(format!(
+                    "{}: {} is not among the values of `{}`",
+                    self.describe(),
+                    short(&v),
+                    path.text
+                )),
+            },
+        }
+    }
+}
+
+/// A value for an error message: quoted strings, other JSON shortened.
+fn short(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.chars().count() <= 60 => format!("{s:?}"),
+        Value::String(_) => "a long string".into(),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+        other => other.to_string(),
+    }
+}
