@@ -6,6 +6,10 @@ use gateway::{Gateway, config::Config, server::DemoClient};
 use std::{io::Write, path::PathBuf, process::ExitCode};
 use tokio_util::sync::CancellationToken;
 
+// glibc's malloc took a quarter of request-handling CPU in profiles (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Force integration layer for My Police Portal: iHub in, force systems out, every exchange
 /// journalled and audited.
 #[derive(Parser)]

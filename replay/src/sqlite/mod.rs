@@ -101,6 +101,67 @@ fn open_writer(path: &Path, opts: &OpenOptions) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Runs passive WAL checkpoints on a separate connection and thread; stops when dropped.
+struct Checkpointer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the WAL is over its limit: the writer then finishes the checkpoint itself
+    /// between two batches, so its next transaction starts the WAL from the beginning.
+    reset_wanted: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    const INTERVAL: Duration = Duration::from_millis(200);
+    /// Past this WAL size the WAL is restarted. Passive checkpoints copy pages without stopping
+    /// the writer, but SQLite only restarts the WAL when a write begins with every frame
+    /// copied, which never happens under sustained load from another thread: the WAL would grow
+    /// without bound.
+    const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+    fn start(path: &Path, writer: &Connection) -> Result<Self> {
+        writer.query_row("PRAGMA wal_autocheckpoint=0", [], |_| Ok(()))?;
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        // After a restart the WAL file is cut back to this size.
+        writer.query_row(&format!("PRAGMA journal_size_limit={}", Self::WAL_LIMIT_BYTES), [], |_| Ok(()))?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let reset_wanted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let want = reset_wanted.clone();
+        let thread = std::thread::Builder::new()
+            .name("journal-checkpoint".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Self::INTERVAL);
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(error = %e, "journal checkpoint failed; will retry");
+                        continue;
+                    }
+                    let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+                    if size > Self::WAL_LIMIT_BYTES {
+                        want.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                // Leave a small WAL behind on a clean stop.
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            })
+            .map_err(|e| JournalError::Unavailable(format!("cannot start checkpoint thread: {e}")))?;
+        Ok(Self { stop, reset_wanted, thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -168,8 +229,23 @@ impl SqliteJournal {
                 })();
                 match setup {
                     Ok(conn) => {
+                        // The server checkpoints from its own thread, so copying the WAL back
+                        // into the database never stalls the commit path.
+                        let checkpointer = if opts.server {
+                            match Checkpointer::start(&p, &conn) {
+                                Ok(c) => Some(c),
+                                Err(e) => {
+                                    let _ = ready_tx.send(Err(e));
+                                    return;
+                                }
+                            }
+                        } else {
+                            None
+                        };
                         let _ = ready_tx.send(Ok(()));
-                        write::run(conn, rx, opts.max_batch.unwrap_or(MAX_BATCH).max(1));
+                        let reset = checkpointer.as_ref().map(|c| c.reset_wanted.clone());
+                        write::run(conn, rx, opts.max_batch.unwrap_or(MAX_BATCH).max(1), reset);
+                        drop(checkpointer);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));

@@ -6,7 +6,13 @@ use crate::{
     audit::{GENESIS, chain_hash},
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -66,7 +72,12 @@ struct Head {
 type Finish = Box<dyn FnOnce(Option<JournalError>) + Send>;
 
 /// Runs until every sender is gone.
-pub(crate) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
+pub(crate) fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Op>,
+    max_batch: usize,
+    wal_reset: Option<Arc<AtomicBool>>,
+) {
     let mut batch = Vec::with_capacity(256);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -77,6 +88,15 @@ pub(crate) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, max_batch: u
             }
         }
         apply_batch(&mut conn, &mut batch);
+        if let Some(flag) = &wal_reset
+            && flag.swap(false, Ordering::Relaxed)
+        {
+            // The checkpoint thread has copied nearly every frame; copying the last few here,
+            // between batches, lets the next transaction restart the WAL from its beginning.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "journal WAL restart checkpoint failed");
+            }
+        }
     }
     tracing::debug!("journal writer stopped");
 }
