@@ -245,10 +245,18 @@ pub enum ConfigError {
 
 impl From<figment::Error> for ConfigError {
     fn from(e: figment::Error) -> Self {
-        let mut msgs = Vec::new();
-        for err in e {
-            msgs.push(err.to_string());
-        }
+        // Name keys as written in the file or environment, without figment's profile prefix.
+        let msgs: Vec<String> = e
+            .into_iter()
+            .map(|err| {
+                let origin = err.metadata.as_ref().map(|m| match &m.source {
+                    Some(figment::Source::File(p)) => format!(" (in {})", p.display()),
+                    Some(_) | None => format!(" (from {})", m.name),
+                });
+                let key = if err.path.is_empty() { "configuration".into() } else { err.path.join(".") };
+                format!("{key}: {}{}", err.kind, origin.unwrap_or_default())
+            })
+            .collect();
         ConfigError::Invalid(msgs.join("; "))
     }
 }

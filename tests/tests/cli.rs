@@ -440,7 +440,6 @@ async fn check_config_reports_every_problem_in_one_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: check-config names keys with figment's profile prefix, e.g. \"default.http.listn\""]
 async fn check_config_names_keys_as_they_are_written_in_the_file() {
     let out = check_config("[http]\nlistn = 3\n").await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
