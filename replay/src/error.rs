@@ -21,6 +21,9 @@ pub enum JournalError {
     /// The operation does not apply to the exchange in its current state.
     #[error("{0}")]
     Conflict(String),
+    /// The request is malformed (for example an exchange id that is not a UUID v7).
+    #[error("invalid request: {0}")]
+    Invalid(String),
     /// The stored data is not what this version expects (failed migration, corruption).
     #[error("journal data invalid: {0}")]
     Corrupt(String),

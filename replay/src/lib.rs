@@ -8,13 +8,21 @@
 //! - [`model`] — the records and filters;
 //! - [`audit`] — the audit hash chain and its verifier;
 //! - [`sqlite`] — the embedded backend (WAL, `synchronous=FULL`, group commit);
-//! - `migrations/<dialect>/NNNN_name.sql` — numbered schema migrations per backend.
+//! - [`postgres`] — the production backend for several nodes (deadpool-postgres, group commit
+//!   per node, time-partitioned exchanges, leases with `FOR UPDATE SKIP LOCKED`);
+//! - `migrations/<dialect>/NNNN_name.sql` — numbered schema migrations per backend, applied by
+//!   [`open`] (and so by `nmpp-gateway migrate`).
 //!
-//! Backends are chosen by URL with [`open`]: `sqlite://PATH` (embedded default).
+//! Backends are chosen by URL with [`open`]: `sqlite://PATH` (embedded default) or
+//! `postgres://…` / `postgresql://…`.
 
 pub mod audit;
 mod error;
+pub mod ledger;
 pub mod model;
+mod ops;
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 pub use error::JournalError;
@@ -28,18 +36,25 @@ use uuid::Uuid;
 /// Result alias for journal operations.
 pub type Result<T, E = JournalError> = std::result::Result<T, E>;
 
-/// What every journal backend does. One conformance suite runs these against each backend.
+/// What every journal backend does. One conformance suite (`tests/tests/conformance.rs`) runs
+/// these against each backend.
+///
+/// Every write that changes an exchange appends its audit record in the same transaction; the
+/// audit chain stays gap-free however many handles (or gateway processes) write at once.
 #[async_trait]
 pub trait Journal: Send + Sync + 'static {
     /// Stores a new exchange and its audit record in one durable transaction, unless an exchange
     /// with the same force, kind and idempotency key exists, in which case nothing new is stored
-    /// (but the audit record is, with result `duplicate`).
+    /// (but the audit record is, with result `duplicate`). The id must be a UUID v7 (its time
+    /// names the time partition); anything else is [`JournalError::Invalid`].
     async fn accept(&self, exchange: NewExchange, audit: AuditEvent) -> Result<AcceptOutcome>;
 
-    /// Appends an audit record on its own.
+    /// Appends an audit record on its own; returns its sequence number.
     async fn audit(&self, event: AuditEvent) -> Result<u64>;
 
     /// Claims up to `limit` pending exchanges due at `now`, leasing them to `owner` for `lease`.
+    /// An exchange leased to another owner is skipped until its lease expires (the owner died):
+    /// then any owner may claim it.
     async fn claim_due(
         &self,
         owner: &str,
@@ -50,6 +65,12 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Records a delivery attempt, the state it leaves the exchange in, and any payloads prepared
     /// for it; releases the lease.
+    ///
+    /// Only the current lease holder may record: `attempt.node` must be the `owner` that claimed
+    /// the exchange, the exchange must still be pending and leased to it, and `attempt.number`
+    /// must be one more than the attempts recorded so far. Otherwise (another node took the work
+    /// over after the lease expired, or an operator parked it) nothing is written and the answer
+    /// is [`JournalError::Conflict`]: a stale node never overwrites a newer state.
     async fn record_attempt(
         &self,
         id: Uuid,
@@ -60,12 +81,36 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Creates a child of a parked exchange that re-executes it (same payload and idempotency
     /// key), audited; the parent stays as it was. Returns the child's id.
-    async fn replay(&self, parent: Uuid, audit: AuditEvent) -> Result<Uuid>;
+    async fn replay(&self, parent: Uuid, audit: AuditEvent) -> Result<Uuid> {
+        self.replay_with(parent, ReplayOptions::default(), audit)
+            .await
+    }
+
+    /// [`Journal::replay`] with a target override and a mapping version stored on the child.
+    /// Refused with [`JournalError::Conflict`] unless the parent is parked and has no child that
+    /// is pending or delivered; [`JournalError::NotFound`] for an unknown parent.
+    async fn replay_with(
+        &self,
+        parent: Uuid,
+        options: ReplayOptions,
+        audit: AuditEvent,
+    ) -> Result<Uuid>;
+
+    /// Parks a pending exchange on an operator's word (audited). Refused with
+    /// [`JournalError::Conflict`] while a node holds an unexpired lease on it (a delivery is in
+    /// flight) or when it is not pending.
+    async fn park(&self, id: Uuid, now: OffsetDateTime, audit: AuditEvent) -> Result<()>;
+
+    /// Puts a parked exchange back to pending, due at `now` (audited). Refused with
+    /// [`JournalError::Conflict`] when it is not parked or has a replay that is pending or
+    /// delivered (that would deliver it twice).
+    async fn unpark(&self, id: Uuid, now: OffsetDateTime, audit: AuditEvent) -> Result<()>;
 
     /// Everything about one exchange.
     async fn get(&self, id: Uuid) -> Result<Option<ExchangeDetail>>;
 
-    /// One page of exchanges matching `filter`, newest first, after cursor `after`.
+    /// One page of exchanges matching `filter`, newest first (journal time, then insertion
+    /// order), after cursor `after` (the `next` of the previous page).
     async fn list(
         &self,
         filter: &ExchangeFilter,
@@ -73,17 +118,72 @@ pub trait Journal: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Page<ExchangeSummary>>;
 
+    /// Exactly how many exchanges match `filter`.
+    async fn count(&self, filter: &ExchangeFilter) -> Result<u64>;
+
     /// The original payload, canonical document and target payload of an exchange.
     async fn payloads(&self, id: Uuid) -> Result<Option<StoredPayloads>>;
 
     /// Audit records from `from_seq` (inclusive), at most `limit`, in sequence order.
     async fn audit_records(&self, from_seq: u64, limit: usize) -> Result<Vec<AuditRecord>>;
 
-    /// Counts by status and of audit records.
+    /// Counts by status, force and kind, oldest pending and parked, audit records.
     async fn stats(&self) -> Result<JournalStats>;
 
     /// Checks the journal can be read and written.
     async fn ping(&self) -> Result<()>;
+
+    /// Creates a bulk replay job over every exchange matching the filter journalled until now,
+    /// recording the exact count (`planned`), audited. Nothing is replayed yet.
+    async fn create_replay_job(&self, job: NewReplayJob, audit: AuditEvent) -> Result<ReplayJob>;
+
+    /// One job.
+    async fn replay_job(&self, id: Uuid) -> Result<Option<ReplayJob>>;
+
+    /// The most recent jobs, newest first.
+    async fn replay_jobs(&self, limit: usize) -> Result<Vec<ReplayJob>>;
+
+    /// Continues a running job: replays the next at most `limit` parked exchanges in job order,
+    /// advances its persisted cursor and counts, and writes one audit record per child (from
+    /// `audit`, with the parent as object), all in one transaction. A job never creates two
+    /// children for the same parent, however often it is stopped and resumed. Refused with
+    /// [`JournalError::Conflict`] unless the job is running.
+    async fn run_replay_job(&self, id: Uuid, limit: usize, audit: AuditEvent)
+    -> Result<ReplayStep>;
+
+    /// Cancels a running job (`cancel = true`) or resumes a cancelled one, audited.
+    async fn set_replay_job_cancelled(
+        &self,
+        id: Uuid,
+        cancel: bool,
+        audit: AuditEvent,
+    ) -> Result<ReplayJob>;
+
+    /// Places a legal hold, audited. Holding an exchange holds its whole family.
+    async fn place_hold(
+        &self,
+        target: HoldTarget,
+        reason: &str,
+        audit: AuditEvent,
+    ) -> Result<LegalHold>;
+
+    /// Releases a hold, audited.
+    async fn release_hold(&self, id: Uuid, audit: AuditEvent) -> Result<()>;
+
+    /// Holds in force.
+    async fn holds(&self) -> Result<Vec<LegalHold>>;
+
+    /// Applies retention as of `now`: deletes payloads and whole exchanges older than each
+    /// policy allows, skipping everything under a legal hold, and frees the space (drops whole
+    /// time partitions on PostgreSQL; incremental vacuum on SQLite). Works in bounded
+    /// transactions, each deleting and writing its audit record (policy, counts) together; the
+    /// audit event given is the template (actor, role).
+    async fn apply_retention(
+        &self,
+        policies: &[RetentionPolicy],
+        now: OffsetDateTime,
+        audit: AuditEvent,
+    ) -> Result<RetentionReport>;
 }
 
 /// The stored payloads of one exchange.
@@ -111,13 +211,14 @@ pub struct OpenOptions {
     /// (4096); `Some(1)` commits every operation on its own, which is only useful as a
     /// benchmark baseline.
     pub max_batch: Option<usize>,
-    /// Open for the long-running server (clears leases left by an earlier process of this
-    /// single-node backend) rather than for a CLI command.
+    /// Open for the long-running server rather than for a CLI command. SQLite (single node)
+    /// then clears leases left by an earlier process; PostgreSQL keeps them (other nodes may
+    /// hold them) and runs partition maintenance in the background.
     pub server: bool,
 }
 
 /// Opens the journal a URL names: `sqlite://PATH` (relative or absolute path; the directory is
-/// created). Applies pending migrations.
+/// created) or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?…]`. Applies pending migrations.
 pub async fn open(url: &str, opts: OpenOptions) -> Result<Arc<dyn Journal>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
@@ -129,14 +230,12 @@ pub async fn open(url: &str, opts: OpenOptions) -> Result<Arc<dyn Journal>> {
         let j = sqlite::SqliteJournal::open(std::path::Path::new(path), opts).await?;
         Ok(Arc::new(j))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Err(JournalError::UnsupportedUrl {
-            url: redact_url(url),
-            reason: "the PostgreSQL backend is not in this build yet".into(),
-        })
+        let j = postgres::PgJournal::open(url, opts).await?;
+        Ok(Arc::new(j))
     } else {
         Err(JournalError::UnsupportedUrl {
             url: redact_url(url),
-            reason: "expected sqlite://PATH".into(),
+            reason: "expected sqlite://PATH or postgres://…".into(),
         })
     }
 }

@@ -146,6 +146,7 @@ pub(crate) async fn list_exchanges(
         status,
         force: force.clone(),
         kind: q.kind.clone(),
+        ..Default::default()
     };
     let page = st.journal.list(&filter, q.cursor, limit).await?;
     let next = page.next.map(|c| {

@@ -9,13 +9,15 @@
 //! Reads use a small pool of separate read-only connections, which WAL lets run beside the
 //! writer; other processes (the CLI) can read and write the same file while the server runs.
 
+mod ops;
 mod read;
 mod write;
 
 use crate::{
     AcceptOutcome, Attempt, AuditEvent, AuditRecord, ExchangeDetail, ExchangeFilter,
-    ExchangeSummary, Journal, JournalError, JournalStats, OpenOptions, Page, Prepared, Result,
-    StoredPayloads, Transition, WorkItem,
+    ExchangeSummary, HoldTarget, Journal, JournalError, JournalStats, LegalHold, NewReplayJob,
+    OpenOptions, Page, Prepared, ReplayJob, ReplayOptions, ReplayStep, Result, RetentionPolicy,
+    RetentionReport, StoredPayloads, Transition, WorkItem,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
@@ -31,11 +33,18 @@ use uuid::Uuid;
 pub(crate) use write::Op;
 
 /// Numbered migrations, applied in order; never edit one that has shipped.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "operations",
+        include_str!("../../migrations/sqlite/0002_operations.sql"),
+    ),
+];
 
 /// How many queued operations one transaction takes at most, by default.
 const MAX_BATCH: usize = 4096;
@@ -85,6 +94,26 @@ fn open_reader(path: &Path) -> Result<Connection> {
 fn open_writer(path: &Path, opts: &OpenOptions) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // Retention frees space with incremental vacuum, which needs auto_vacuum=INCREMENTAL: set
+    // before the first table exists (a new file), or converted once by a VACUUM (a journal
+    // created before migration 2), which only works before WAL mode is entered here.
+    let auto_vacuum: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    if auto_vacuum != 2 {
+        conn.execute_batch("PRAGMA auto_vacuum=INCREMENTAL")?;
+        let tables: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables > 0 {
+            match conn.execute_batch("VACUUM") {
+                Ok(()) => tracing::info!("journal converted to incremental auto-vacuum"),
+                Err(e) => tracing::warn!(error = %e,
+                    "could not convert the journal to incremental auto-vacuum (another process \
+                     has it open?); retention will free space only after a manual VACUUM"),
+            }
+        }
+    }
     // WAL: readers never block the writer; FULL: every commit is fsync'd before it returns.
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -126,7 +155,11 @@ impl Checkpointer {
         wal.push("-wal");
         let wal = PathBuf::from(wal);
         // After a restart the WAL file is cut back to this size.
-        writer.query_row(&format!("PRAGMA journal_size_limit={}", Self::WAL_LIMIT_BYTES), [], |_| Ok(()))?;
+        writer.query_row(
+            &format!("PRAGMA journal_size_limit={}", Self::WAL_LIMIT_BYTES),
+            [],
+            |_| Ok(()),
+        )?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let reset_wanted = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -136,7 +169,8 @@ impl Checkpointer {
             .spawn(move || {
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                     std::thread::sleep(Self::INTERVAL);
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
                         tracing::warn!(error = %e, "journal checkpoint failed; will retry");
                         continue;
                     }
@@ -148,8 +182,14 @@ impl Checkpointer {
                 // Leave a small WAL behind on a clean stop.
                 let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
             })
-            .map_err(|e| JournalError::Unavailable(format!("cannot start checkpoint thread: {e}")))?;
-        Ok(Self { stop, reset_wanted, thread: Some(thread) })
+            .map_err(|e| {
+                JournalError::Unavailable(format!("cannot start checkpoint thread: {e}"))
+            })?;
+        Ok(Self {
+            stop,
+            reset_wanted,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -244,7 +284,12 @@ impl SqliteJournal {
                         };
                         let _ = ready_tx.send(Ok(()));
                         let reset = checkpointer.as_ref().map(|c| c.reset_wanted.clone());
-                        write::run(conn, rx, opts.max_batch.unwrap_or(MAX_BATCH).max(1), reset);
+                        write::run(
+                            conn,
+                            rx,
+                            opts.max_batch.unwrap_or(MAX_BATCH).max(1),
+                            reset.as_deref(),
+                        );
                         drop(checkpointer);
                     }
                     Err(e) => {
@@ -273,6 +318,26 @@ impl SqliteJournal {
             .map_err(|_| JournalError::Unavailable("journal writer stopped".into()))?;
         rx.await
             .map_err(|_| JournalError::Unavailable("journal writer stopped".into()))?
+    }
+
+    /// Runs `f` on the writer thread inside its own savepoint of the next batch.
+    async fn exec<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut write::Head) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.write(|reply| {
+            Op::Exec(Box::new(move |ready| match ready {
+                Ok((c, head)) => {
+                    let r = write::in_savepoint_conn(c, head, f);
+                    write::finish(reply, r)
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    Box::new(|_| {})
+                }
+            }))
+        })
+        .await
     }
 
     async fn read<T: Send + 'static>(
@@ -344,13 +409,138 @@ impl Journal for SqliteJournal {
         .await
     }
 
-    async fn replay(&self, parent: Uuid, audit: AuditEvent) -> Result<Uuid> {
-        self.write(|reply| Op::Replay {
-            parent,
-            audit: Box::new(audit),
-            reply,
-        })
-        .await
+    #[tracing::instrument(skip_all, fields(exchange_id = %parent))]
+    async fn replay_with(
+        &self,
+        parent: Uuid,
+        options: ReplayOptions,
+        audit: AuditEvent,
+    ) -> Result<Uuid> {
+        self.exec(move |c, h| ops::replay(c, h, parent, &options, audit, None))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(exchange_id = %id))]
+    async fn park(&self, id: Uuid, now: OffsetDateTime, audit: AuditEvent) -> Result<()> {
+        self.exec(move |c, h| ops::park(c, h, id, now, audit)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(exchange_id = %id))]
+    async fn unpark(&self, id: Uuid, now: OffsetDateTime, audit: AuditEvent) -> Result<()> {
+        self.exec(move |c, h| ops::unpark(c, h, id, now, audit))
+            .await
+    }
+
+    async fn count(&self, filter: &ExchangeFilter) -> Result<u64> {
+        let filter = filter.clone();
+        self.read(move |c| read::count(c, &filter)).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_replay_job(&self, job: NewReplayJob, audit: AuditEvent) -> Result<ReplayJob> {
+        self.exec(move |c, h| ops::create_job(c, h, &job, audit))
+            .await
+    }
+
+    async fn replay_job(&self, id: Uuid) -> Result<Option<ReplayJob>> {
+        self.read(move |c| read::replay_job(c, id)).await
+    }
+
+    async fn replay_jobs(&self, limit: usize) -> Result<Vec<ReplayJob>> {
+        self.read(move |c| read::replay_jobs(c, limit)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %id, limit = limit))]
+    async fn run_replay_job(
+        &self,
+        id: Uuid,
+        limit: usize,
+        audit: AuditEvent,
+    ) -> Result<ReplayStep> {
+        self.exec(move |c, h| ops::run_job(c, h, id, limit, &audit))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %id, cancel = cancel))]
+    async fn set_replay_job_cancelled(
+        &self,
+        id: Uuid,
+        cancel: bool,
+        audit: AuditEvent,
+    ) -> Result<ReplayJob> {
+        self.exec(move |c, h| ops::set_job_cancelled(c, h, id, cancel, audit))
+            .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn place_hold(
+        &self,
+        target: HoldTarget,
+        reason: &str,
+        audit: AuditEvent,
+    ) -> Result<LegalHold> {
+        let reason = reason.to_owned();
+        self.exec(move |c, h| ops::place_hold(c, h, &target, &reason, audit))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(hold = %id))]
+    async fn release_hold(&self, id: Uuid, audit: AuditEvent) -> Result<()> {
+        self.exec(move |c, h| ops::release_hold(c, h, id, audit))
+            .await
+    }
+
+    async fn holds(&self) -> Result<Vec<LegalHold>> {
+        self.read(read::holds).await
+    }
+
+    #[tracing::instrument(skip_all, fields(policies = policies.len()))]
+    async fn apply_retention(
+        &self,
+        policies: &[RetentionPolicy],
+        now: OffsetDateTime,
+        audit: AuditEvent,
+    ) -> Result<RetentionReport> {
+        crate::ops::check_policies(policies)?;
+        let mut report = RetentionReport::default();
+        for policy in policies {
+            let explicit = crate::ops::explicit_kinds(policies, &policy.force);
+            for purge in [ops::Purge::Payloads, ops::Purge::Metadata] {
+                loop {
+                    let (p, e, a) = (policy.clone(), explicit.clone(), audit.clone());
+                    let (n, attempts) = self
+                        .exec(move |c, h| ops::retention_chunk(c, h, &p, &e, purge, now, &a))
+                        .await?;
+                    if n > 0 {
+                        report.audit_records += 1;
+                    }
+                    match purge {
+                        ops::Purge::Payloads => report.payloads_deleted += n,
+                        ops::Purge::Metadata => {
+                            report.exchanges_deleted += n;
+                            report.attempts_deleted += attempts;
+                        }
+                    }
+                    if (n as usize) < crate::ops::RETENTION_CHUNK {
+                        break;
+                    }
+                }
+            }
+        }
+        // Give the freed pages back to the file system, a slice per batch so writes go on.
+        loop {
+            let freed = self.exec(|c, _| ops::incremental_vacuum(c, 2_000)).await?;
+            if freed < 2_000 {
+                break;
+            }
+        }
+        tracing::info!(
+            payloads = report.payloads_deleted,
+            exchanges = report.exchanges_deleted,
+            attempts = report.attempts_deleted,
+            "retention applied"
+        );
+        Ok(report)
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<ExchangeDetail>> {

@@ -62,7 +62,7 @@ fn attempt(n: u32, outcome: AttemptOutcome, class: Option<&str>) -> Attempt {
         error_class: class.map(Into::into),
         detail: None,
         http_status: None,
-        node: "test".into(),
+        node: "n1".into(),
     }
 }
 
@@ -325,4 +325,78 @@ async fn a_full_journal_refuses_instead_of_acknowledging() {
     assert_eq!(stats.pending, i as u64);
     // The journal still answers reads and small writes (audit) after the refusal.
     j.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_journal_from_before_migration_2_is_migrated_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let parent = Uuid::now_v7();
+    let child = Uuid::now_v7();
+    {
+        // The schema and data of the walking skeleton (migration 1 only, no auto-vacuum).
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL;").unwrap();
+        c.execute_batch(MIGRATIONS[0].2).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                 applied_at TEXT NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 'init', '2026-11-01T00:00:00Z');",
+        )
+        .unwrap();
+        for (id, parent_id, status, dedupe) in [
+            (parent, None, "parked", Some("demo|incident.submitted|k")),
+            (child, Some(parent), "pending", None),
+        ] {
+            c.execute(
+                "INSERT INTO exchanges (id, force, kind, direction, source_system, target_system,
+                     api_version, model_version, idempotency_key, dedupe_key, correlation_id,
+                     parent_id, status, created_at, created_ms, updated_ms, payload_type, payload,
+                     response)
+                 VALUES (?1, 'demo', 'incident.submitted', 'inbound', 'ihub', 'athena', 'v1',
+                     'nmpp/1', 'k', ?2, 'c', ?3, ?4, '2026-11-01T00:00:00Z', 1, 1,
+                     'application/json', x'7b7d', x'7b7d')",
+                rusqlite::params![
+                    id.to_string(),
+                    dedupe,
+                    parent_id.map(|p: Uuid| p.to_string()),
+                    status
+                ],
+            )
+            .unwrap();
+        }
+        let av: i64 = c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+        assert_eq!(av, 0);
+    }
+    let j = journal_at(&path).await;
+    let s = j.stats().await.unwrap();
+    assert_eq!((s.pending, s.parked), (1, 1));
+    let c = Connection::open(&path).unwrap();
+    let av: i64 = c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+    assert_eq!(av, 2, "converted to incremental auto-vacuum");
+    let root: String = c
+        .query_row(
+            "SELECT root_id FROM exchanges WHERE id = ?1",
+            [child.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(root, parent.to_string());
+    let f = ExchangeFilter {
+        parent: Some(parent),
+        ..Default::default()
+    };
+    assert_eq!(j.count(&f).await.unwrap(), 1);
+}
+
+async fn journal_at(path: &std::path::Path) -> SqliteJournal {
+    SqliteJournal::open(
+        path,
+        OpenOptions {
+            server: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("open journal")
 }

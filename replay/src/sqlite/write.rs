@@ -7,10 +7,7 @@ use crate::{
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
@@ -42,11 +39,8 @@ pub(crate) enum Op {
         prepared: Box<Prepared>,
         reply: oneshot::Sender<Result<()>>,
     },
-    Replay {
-        parent: Uuid,
-        audit: Box<AuditEvent>,
-        reply: oneshot::Sender<Result<Uuid>>,
-    },
+    /// Any other write: runs inside its own savepoint of the batch.
+    Exec(Exec),
     Ping {
         reply: oneshot::Sender<Result<()>>,
     },
@@ -64,19 +58,36 @@ pub(crate) fn millis(t: OffsetDateTime) -> i64 {
 
 /// The head of the audit chain: last sequence and hash.
 #[derive(Clone)]
-struct Head {
+pub(crate) struct Head {
     seq: u64,
     hash: String,
 }
 
-type Finish = Box<dyn FnOnce(Option<JournalError>) + Send>;
+pub(crate) type Finish = Box<dyn FnOnce(Option<JournalError>) + Send>;
+
+/// A generic write: given the batch transaction and the audit head (or why the batch could not
+/// start), it does its work and returns how to answer once the commit outcome is known.
+pub(crate) type Exec = Box<
+    dyn for<'a> FnOnce(std::result::Result<(&'a Connection, &'a mut Head), JournalError>) -> Finish
+        + Send,
+>;
+
+/// Answers `reply` with `r`, unless the commit failed.
+pub(crate) fn finish<T: Send + 'static>(reply: oneshot::Sender<Result<T>>, r: Result<T>) -> Finish {
+    Box::new(move |commit_err| {
+        let _ = reply.send(match commit_err {
+            Some(e) => Err(e),
+            None => r,
+        });
+    })
+}
 
 /// Runs until every sender is gone.
 pub(crate) fn run(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Op>,
     max_batch: usize,
-    wal_reset: Option<Arc<AtomicBool>>,
+    wal_reset: Option<&AtomicBool>,
 ) {
     let mut batch = Vec::with_capacity(256);
     while let Some(first) = rx.blocking_recv() {
@@ -88,7 +99,7 @@ pub(crate) fn run(
             }
         }
         apply_batch(&mut conn, &mut batch);
-        if let Some(flag) = &wal_reset
+        if let Some(flag) = wal_reset
             && flag.swap(false, Ordering::Relaxed)
         {
             // The checkpoint thread has copied nearly every frame; copying the last few here,
@@ -150,7 +161,7 @@ fn fail(op: Op, err: JournalError) {
         Op::Audit { reply, .. } => drop(reply.send(Err(err))),
         Op::Claim { reply, .. } => drop(reply.send(Err(err))),
         Op::Attempt { reply, .. } => drop(reply.send(Err(err))),
-        Op::Replay { reply, .. } => drop(reply.send(Err(err))),
+        Op::Exec(run) => run(Err(err))(None),
         Op::Ping { reply } => drop(reply.send(Err(err))),
     }
 }
@@ -158,6 +169,15 @@ fn fail(op: Op, err: JournalError) {
 /// Runs `f` inside a savepoint; on error rolls back its writes and restores the audit head.
 fn in_savepoint<T>(
     tx: &Transaction<'_>,
+    head: &mut Head,
+    f: impl FnOnce(&Connection, &mut Head) -> Result<T>,
+) -> Result<T> {
+    in_savepoint_conn(tx, head, f)
+}
+
+/// [`in_savepoint`] on the batch connection.
+pub(crate) fn in_savepoint_conn<T>(
+    tx: &Connection,
     head: &mut Head,
     f: impl FnOnce(&Connection, &mut Head) -> Result<T>,
 ) -> Result<T> {
@@ -179,14 +199,6 @@ fn in_savepoint<T>(
 
 /// Applies one op; returns how to answer its caller once the commit outcome is known.
 fn apply_op(tx: &Transaction<'_>, head: &mut Head, op: Op) -> Finish {
-    fn finish<T: Send + 'static>(reply: oneshot::Sender<Result<T>>, r: Result<T>) -> Finish {
-        Box::new(move |commit_err| {
-            let _ = reply.send(match commit_err {
-                Some(e) => Err(e),
-                None => r,
-            });
-        })
-    }
     match op {
         Op::Accept {
             exchange,
@@ -222,14 +234,7 @@ fn apply_op(tx: &Transaction<'_>, head: &mut Head, op: Op) -> Finish {
             });
             finish(reply, r)
         }
-        Op::Replay {
-            parent,
-            audit,
-            reply,
-        } => {
-            let r = in_savepoint(tx, head, |c, h| replay(c, h, parent, *audit));
-            finish(reply, r)
-        }
+        Op::Exec(run) => run(Ok((tx, head))),
         Op::Ping { reply } => finish(reply, Ok(())),
     }
 }
@@ -254,7 +259,7 @@ fn read_head(c: &Connection) -> Result<Head> {
     })
 }
 
-fn append_audit(c: &Connection, head: &mut Head, event: &AuditEvent) -> Result<u64> {
+pub(crate) fn append_audit(c: &Connection, head: &mut Head, event: &AuditEvent) -> Result<u64> {
     let seq = head.seq + 1;
     let hash = chain_hash(&head.hash, seq, event);
     let detail = event.detail.as_ref().map(|d| d.to_string());
@@ -297,6 +302,7 @@ fn accept(
     mut audit: AuditEvent,
 ) -> Result<AcceptOutcome> {
     let now = OffsetDateTime::now_utc();
+    crate::sql::check_exchange_id(e.id, now).map_err(JournalError::Invalid)?;
     let now_ms = millis(now);
     let dedupe = dedupe_key(e);
     let inserted = c
@@ -304,9 +310,9 @@ fn accept(
             "INSERT INTO exchanges (id, force, kind, direction, source_system, target_system,
                  api_version, model_version, idempotency_key, dedupe_key, correlation_id, case_ref,
                  status, attempts, next_attempt_ms, created_at, created_ms, updated_ms,
-                 payload_type, payload, response)
+                 payload_type, payload, response, root_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', 0, ?13, ?14,
-                     ?13, ?13, ?15, ?16, ?17)
+                     ?13, ?13, ?15, ?16, ?17, ?1)
              ON CONFLICT (dedupe_key) DO NOTHING",
         )?
         .execute(params![
@@ -329,6 +335,7 @@ fn accept(
             e.response,
         ])?;
     if inserted == 1 {
+        bump(c, &e.force, &e.kind, "pending", 1)?;
         append_audit(c, head, &audit)?;
         return Ok(AcceptOutcome::Created);
     }
@@ -366,7 +373,7 @@ fn claim(
                          AND (lease_until_ms IS NULL OR lease_until_ms < ?3)
                        ORDER BY next_attempt_ms LIMIT ?4)
          RETURNING id, force, kind, target_system, idempotency_key, correlation_id, attempts,
-                   payload, parent_id",
+                   payload, parent_id, requested_mapping",
     )?;
     let rows = stmt.query_map(params![owner, until, now_ms, limit as i64], |r| {
         Ok((
@@ -379,6 +386,7 @@ fn claim(
             r.get::<_, i64>(6)?,
             r.get::<_, Vec<u8>>(7)?,
             r.get::<_, Option<String>>(8)?,
+            r.get::<_, Option<String>>(9)?,
         ))
     })?;
     let mut out = Vec::new();
@@ -393,6 +401,7 @@ fn claim(
             attempts,
             payload,
             parent,
+            mapping_version,
         ) = row?;
         out.push(WorkItem {
             id: parse_uuid(&id)?,
@@ -404,9 +413,26 @@ fn claim(
             attempts: attempts as u32,
             payload,
             parent_id: parent.as_deref().map(parse_uuid).transpose()?,
+            mapping_version,
         });
     }
     Ok(out)
+}
+
+/// Adds `delta` to the maintained count of `force`/`kind` exchanges in `status`.
+pub(crate) fn bump(
+    c: &Connection,
+    force: &str,
+    kind: &str,
+    status: &str,
+    delta: i64,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO exchange_counts (force, kind, status, n) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (force, kind, status) DO UPDATE SET n = n + excluded.n",
+    )?
+    .execute(params![force, kind, status, delta])?;
+    Ok(())
 }
 
 fn record_attempt(
@@ -419,6 +445,45 @@ fn record_attempt(
 ) -> Result<()> {
     let id_s = id.to_string();
     let now_ms = millis(OffsetDateTime::now_utc());
+    let (status, next_ms, target_ref) = match t {
+        Transition::Delivered { target_ref } => ("delivered", None, Some(target_ref.as_str())),
+        Transition::RetryAt(at) => ("pending", Some(millis(*at)), None),
+        Transition::Parked => ("parked", None, None),
+    };
+    // Only the lease holder, for the next attempt number: a stale node is refused.
+    let row: Option<(String, String, String, String)> = c
+        .prepare_cached(
+            "UPDATE exchanges SET status = ?2, attempts = ?3, next_attempt_ms = ?4,
+                 lease_owner = NULL, lease_until_ms = NULL, updated_ms = ?5,
+                 last_error_class = ?6, last_error = ?7,
+                 target_ref = coalesce(?8, target_ref),
+                 canonical = coalesce(?9, canonical),
+                 target_payload = coalesce(?10, target_payload),
+                 mapping_version = coalesce(?11, mapping_version)
+             WHERE id = ?1 AND status = 'pending' AND lease_owner = ?12 AND attempts = ?3 - 1
+             RETURNING force, kind, correlation_id, target_system",
+        )?
+        .query_row(
+            params![
+                id_s,
+                status,
+                a.number,
+                next_ms,
+                now_ms,
+                a.error_class,
+                a.detail,
+                target_ref,
+                p.canonical,
+                p.target_payload,
+                p.mapping_version,
+                a.node,
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((force, kind, corr, target)) = row else {
+        return Err(attempt_conflict(c, id, a)?);
+    };
     c.prepare_cached(
         "INSERT INTO attempts (exchange_id, number, started_at, finished_at, outcome, error_class,
                                detail, http_status, node)
@@ -435,135 +500,30 @@ fn record_attempt(
         a.http_status,
         a.node,
     ])?;
-    let (status, next_ms, target_ref) = match t {
-        Transition::Delivered { target_ref } => ("delivered", None, Some(target_ref.as_str())),
-        Transition::RetryAt(at) => ("pending", Some(millis(*at)), None),
-        Transition::Parked => ("parked", None, None),
-    };
-    let changed = c
-        .prepare_cached(
-            "UPDATE exchanges SET status = ?2, attempts = ?3, next_attempt_ms = ?4,
-                 lease_owner = NULL, lease_until_ms = NULL, updated_ms = ?5,
-                 last_error_class = ?6, last_error = ?7,
-                 target_ref = coalesce(?8, target_ref),
-                 canonical = coalesce(?9, canonical),
-                 target_payload = coalesce(?10, target_payload),
-                 mapping_version = coalesce(?11, mapping_version)
-             WHERE id = ?1 AND status = 'pending'",
-        )?
-        .execute(params![
-            id_s,
-            status,
-            a.number,
-            next_ms,
-            now_ms,
-            a.error_class,
-            a.detail,
-            target_ref,
-            p.canonical,
-            p.target_payload,
-            p.mapping_version,
-        ])?;
-    if changed != 1 {
-        return Err(JournalError::Conflict(format!(
-            "exchange {id} is not pending"
-        )));
-    }
-    if !matches!(t, Transition::RetryAt(_)) {
-        let (force, kind, corr, target): (String, String, String, String) = c
-            .prepare_cached(
-                "SELECT force, kind, correlation_id, target_system FROM exchanges WHERE id = ?1",
-            )?
-            .query_row(params![id_s], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?;
-        let delivered = matches!(t, Transition::Delivered { .. });
+    if status != "pending" {
+        bump(c, &force, &kind, "pending", -1)?;
+        bump(c, &force, &kind, status, 1)?;
         append_audit(
             c,
             head,
-            &AuditEvent {
-                time: a.finished_at,
-                actor: "system".into(),
-                role: "system".into(),
-                force: Some(force),
-                action: if delivered {
-                    "exchange.deliver"
-                } else {
-                    "exchange.park"
-                }
-                .into(),
-                object_type: Some("exchange".into()),
-                object_id: Some(id_s),
-                result: if delivered { "success" } else { "failure" }.into(),
-                source_ip: None,
-                user_agent: None,
-                correlation_id: Some(corr),
-                event_uid: Uuid::now_v7(),
-                detail: Some(serde_json::json!({
-                    "kind": kind,
-                    "target": target,
-                    "attempt": a.number,
-                    "errorClass": a.error_class,
-                })),
-            },
+            &crate::ops::outcome_event(id, a, t, force, &kind, corr, &target),
         )?;
     }
     Ok(())
 }
 
-fn replay(c: &Connection, head: &mut Head, parent: Uuid, mut audit: AuditEvent) -> Result<Uuid> {
-    let p = parent.to_string();
-    let status: Option<String> = c
-        .prepare_cached("SELECT status FROM exchanges WHERE id = ?1")?
-        .query_row(params![p], |r| r.get(0))
+/// Why an attempt was refused, as a [`JournalError`].
+fn attempt_conflict(c: &Connection, id: Uuid, a: &Attempt) -> Result<JournalError> {
+    let row: Option<(String, Option<String>, i64)> = c
+        .prepare_cached("SELECT status, lease_owner, attempts FROM exchanges WHERE id = ?1")?
+        .query_row(params![id.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
-    match status.as_deref() {
-        None => return Err(JournalError::NotFound(p)),
-        Some("parked") => {}
-        Some(other) => {
-            return Err(JournalError::Conflict(format!(
-                "exchange {p} is {other}; only parked exchanges can be replayed"
-            )));
+    Ok(match row {
+        None => JournalError::NotFound(id.to_string()),
+        Some((status, owner, attempts)) => {
+            crate::ops::attempt_refusal(id, a, &status, owner.as_deref(), attempts)
         }
-    }
-    let live: Option<(String, String)> = c
-        .prepare_cached(
-            "SELECT id, status FROM exchanges WHERE parent_id = ?1 AND status != 'parked' LIMIT 1",
-        )?
-        .query_row(params![p], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    if let Some((child, st)) = live {
-        return Err(JournalError::Conflict(format!(
-            "exchange {p} was already replayed as {child}, which is {st}"
-        )));
-    }
-    let child = Uuid::now_v7();
-    let now = OffsetDateTime::now_utc();
-    let now_ms = millis(now);
-    c.prepare_cached(
-        "INSERT INTO exchanges (id, force, kind, direction, source_system, target_system,
-             api_version, model_version, idempotency_key, dedupe_key, correlation_id, case_ref,
-             parent_id, status, attempts, next_attempt_ms, created_at, created_ms, updated_ms,
-             payload_type, payload, response)
-         SELECT ?2, force, kind, direction, source_system, target_system, api_version,
-             model_version, idempotency_key, NULL, correlation_id, case_ref, id, 'pending', 0,
-             ?3, ?4, ?3, ?3, payload_type, payload, response
-         FROM exchanges WHERE id = ?1",
-    )?
-    .execute(params![p, child.to_string(), now_ms, rfc3339(now)])?;
-    let force: String = c.query_row(
-        "SELECT force FROM exchanges WHERE id = ?1",
-        params![p],
-        |r| r.get(0),
-    )?;
-    audit.force.get_or_insert(force);
-    audit.object_type = Some("exchange".into());
-    audit.object_id = Some(p);
-    let mut detail = audit.detail.take().unwrap_or_else(|| serde_json::json!({}));
-    if let Some(obj) = detail.as_object_mut() {
-        obj.insert("child".into(), child.to_string().into());
-    }
-    audit.detail = Some(detail);
-    append_audit(c, head, &audit)?;
-    Ok(child)
+    })
 }

@@ -1,0 +1,535 @@
+//! The PostgreSQL journal, for production and for several gateway nodes sharing one database.
+//!
+//! - **Writes that must be fast** (accept, audit, delivery attempts) queue on a channel; a few
+//!   writer tasks per process each take everything queued and apply it in one transaction with
+//!   set-based statements (`unnest` arrays), then commit once — group commit, as the SQLite
+//!   writer does — and only then answer every waiting caller. `synchronous_commit` is forced on
+//!   for every connection, so a commit that returned is on disk.
+//! - **The audit chain** is serialised across every node by one row, `audit_head`: a transaction
+//!   locks it *last* (after all its other writes), appends its records after the head, moves the
+//!   head and commits. Sequence numbers are gap-free (a rolled-back transaction never moved the
+//!   head) and the lock is held only for one statement and the commit; two writer tasks per
+//!   process overlap one batch's work with the other's commit.
+//! - **Operator writes** (replay, park, jobs, holds, retention) run in their own transaction,
+//!   ending with the same chain append.
+//! - **Claims** use `FOR UPDATE SKIP LOCKED` with a lease, so nodes never work the same exchange
+//!   at once, and an expired lease (a node died) is claimable by any node.
+//! - **Time partitions**: see `migrations/postgres/0001_init.sql` and [`partitions`].
+//!
+//! Connection failures surface as [`JournalError::Unavailable`] within the pool's timeouts
+//! (a few seconds at most); the pool opens fresh connections once the database is back.
+
+mod ops;
+pub mod partitions;
+mod read;
+mod write;
+
+use crate::{
+    AcceptOutcome, Attempt, AuditEvent, AuditRecord, ExchangeDetail, ExchangeFilter,
+    ExchangeSummary, HoldTarget, Journal, JournalError, JournalStats, LegalHold, NewExchange,
+    NewReplayJob, OpenOptions, Page, Prepared, ReplayJob, ReplayOptions, ReplayStep, Result,
+    RetentionPolicy, RetentionReport, StoredPayloads, Transition, WorkItem,
+};
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::{str::FromStr, sync::Arc, time::Duration};
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+/// Numbered migrations, applied in order; never edit one that has shipped.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+
+/// Most operations one writer transaction takes, by default.
+const MAX_BATCH: usize = 2048;
+/// Writer tasks per process: one commits while the next prepares its batch.
+const WRITERS: usize = 2;
+/// Connections in the pool.
+const POOL_SIZE: usize = 16;
+
+/// Maps a driver error to a journal error. Anything that is not a plain constraint or schema
+/// problem means the journal cannot persist right now.
+#[allow(clippy::needless_pass_by_value)] // used as `.map_err(pg)`
+pub(crate) fn pg(e: tokio_postgres::Error) -> JournalError {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            let msg = format!("{} ({code})", db.message());
+            match &code[..2] {
+                "23" => JournalError::Conflict(msg),
+                "42" => JournalError::Corrupt(msg),
+                _ => JournalError::Unavailable(msg),
+            }
+        }
+        None => JournalError::Unavailable(e.to_string()),
+    }
+}
+
+/// Whether a failed transaction may simply be run again (deadlock, serialisation failure).
+pub(crate) fn retryable(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        let c = db.code().code();
+        c == "40P01" || c == "40001"
+    })
+}
+
+pub(crate) fn pool_err(e: deadpool_postgres::PoolError) -> JournalError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg(e),
+        other => JournalError::Unavailable(format!("no database connection: {other}")),
+    }
+}
+
+/// The PostgreSQL journal. Cheap to share behind an `Arc`.
+pub struct PgJournal {
+    pool: Pool,
+    tx: mpsc::Sender<write::WOp>,
+    maintenance: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for PgJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgJournal").finish_non_exhaustive()
+    }
+}
+
+impl Drop for PgJournal {
+    fn drop(&mut self) {
+        if let Some(m) = self.maintenance.take() {
+            m.abort();
+        }
+    }
+}
+
+/// Builds a connection pool for `url` with short timeouts and durable commits.
+pub(crate) fn pool(url: &str, size: usize) -> Result<Pool> {
+    let mut cfg =
+        tokio_postgres::Config::from_str(url).map_err(|e| JournalError::UnsupportedUrl {
+            url: crate::redact_url(url),
+            reason: e.to_string(),
+        })?;
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(Duration::from_secs(3));
+    }
+    cfg.keepalives_idle(Duration::from_secs(30));
+    // A commit that returned is on disk, whatever the server's default.
+    let opts = format!(
+        "{} -c synchronous_commit=on",
+        cfg.get_options().unwrap_or_default()
+    );
+    cfg.options(opts.trim());
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("nmpp-gateway");
+    }
+    let mgr = Manager::from_config(
+        cfg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(3)))
+        .recycle_timeout(Some(Duration::from_secs(3)))
+        .build()
+        .map_err(|e| JournalError::Unavailable(format!("cannot build the connection pool: {e}")))
+}
+
+/// The driver's client inside a pooled connection.
+fn cl(o: &deadpool_postgres::Object) -> &tokio_postgres::Client {
+    o
+}
+
+/// Applies pending migrations under an advisory lock, so nodes starting together take turns.
+#[tracing::instrument(skip_all)]
+async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7283946120);
+         CREATE TABLE IF NOT EXISTS schema_migrations (
+             version bigint PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)",
+    )
+    .await
+    .map_err(pg)?;
+    let current: i64 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    if let Some(&(latest, _, _)) = MIGRATIONS.last()
+        && current > latest
+    {
+        return Err(JournalError::Corrupt(format!(
+            "journal schema version {current} is newer than this build knows ({latest})"
+        )));
+    }
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tx.batch_execute(sql).await.map_err(pg)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())",
+            &[&version, &name],
+        )
+        .await
+        .map_err(pg)?;
+        tracing::info!(version, name, "applied journal migration");
+    }
+    tx.commit().await.map_err(pg)?;
+    Ok(())
+}
+
+impl PgJournal {
+    /// Connects to `url`, applies migrations, makes sure the time partitions around now exist
+    /// and starts the writer tasks (and, for a server, hourly partition maintenance).
+    #[tracing::instrument(skip_all, fields(url = %crate::redact_url(url)))]
+    pub async fn open(url: &str, opts: OpenOptions) -> Result<Self> {
+        let pool = pool(url, POOL_SIZE)?;
+        {
+            let mut client = pool.get().await.map_err(pool_err)?;
+            migrate(&mut client).await?;
+            partitions::ensure_around(cl(&client), OffsetDateTime::now_utc()).await?;
+        }
+        let (tx, rx) = mpsc::channel::<write::WOp>(65_536);
+        let rx = Arc::new(Mutex::new(rx));
+        let max_batch = opts.max_batch.unwrap_or(MAX_BATCH).max(1);
+        for _ in 0..WRITERS {
+            tokio::spawn(write::run(pool.clone(), rx.clone(), max_batch));
+        }
+        let maintenance = opts.server.then(|| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    match pool.get().await {
+                        Ok(c) => {
+                            if let Err(e) =
+                                partitions::ensure_around(cl(&c), OffsetDateTime::now_utc()).await
+                            {
+                                tracing::warn!(error = %e, "journal partition maintenance failed");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "journal partition maintenance: no connection");
+                        }
+                    }
+                }
+            })
+        });
+        Ok(Self {
+            pool,
+            tx,
+            maintenance,
+        })
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(pool_err)
+    }
+
+    /// Makes sure a partition exists for every month from `from` to `to` (inclusive), e.g.
+    /// before loading historical data.
+    pub async fn ensure_partitions(&self, from: OffsetDateTime, to: OffsetDateTime) -> Result<()> {
+        let c = self.client().await?;
+        partitions::ensure(cl(&c), from, to).await
+    }
+
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> write::WOp,
+    ) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| JournalError::Unavailable("journal writer stopped".into()))?;
+        rx.await
+            .map_err(|_| JournalError::Unavailable("journal writer stopped".into()))?
+    }
+}
+
+/// Runs `body` in a transaction on a pooled connection, appends the audit records it returns
+/// at the head of the chain, and commits.
+macro_rules! in_tx {
+    ($self:ident, |$tx:ident| $body:expr) => {{
+        let mut client = $self.client().await?;
+        let $tx = tokio_postgres::Client::transaction(&mut client)
+            .await
+            .map_err(pg)?;
+        let (out, events) = $body;
+        write::append_audit(&$tx, &events).await?;
+        $tx.commit().await.map_err(pg)?;
+        Result::<_, JournalError>::Ok(out)
+    }};
+}
+
+#[async_trait]
+impl Journal for PgJournal {
+    #[tracing::instrument(skip_all, fields(exchange_id = %exchange.id, force = %exchange.force))]
+    async fn accept(&self, exchange: NewExchange, audit: AuditEvent) -> Result<AcceptOutcome> {
+        self.write(|reply| write::WOp::Accept {
+            exchange: Box::new(exchange),
+            audit: Box::new(audit),
+            reply,
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(action = %event.action))]
+    async fn audit(&self, event: AuditEvent) -> Result<u64> {
+        self.write(|reply| write::WOp::Audit {
+            event: Box::new(event),
+            reply,
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(owner = %owner, limit = limit))]
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<WorkItem>> {
+        let client = self.client().await?;
+        write::claim(cl(&client), owner, now, lease, limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(exchange_id = %id, attempt = attempt.number))]
+    async fn record_attempt(
+        &self,
+        id: Uuid,
+        attempt: Attempt,
+        transition: Transition,
+        prepared: Prepared,
+    ) -> Result<()> {
+        self.write(|reply| write::WOp::Attempt {
+            id,
+            attempt: Box::new(attempt),
+            transition,
+            prepared: Box::new(prepared),
+            reply,
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(exchange_id = %parent))]
+    async fn replay_with(
+        &self,
+        parent: Uuid,
+        options: ReplayOptions,
+        audit: AuditEvent,
+    ) -> Result<Uuid> {
+        in_tx!(self, |tx| {
+            let (child, ev) = ops::replay(&tx, parent, &options, audit, None).await?;
+            (child, vec![ev])
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(exchange_id = %id))]
+    async fn park(&self, id: Uuid, now: OffsetDateTime, audit: AuditEvent) -> Result<()> {
+        in_tx!(self, |tx| ((), vec![ops::park(&tx, id, now, audit).await?]))
+    }
+
+    #[tracing::instrument(skip_all, fields(exchange_id = %id))]
+    async fn unpark(&self, id: Uuid, now: OffsetDateTime, audit: AuditEvent) -> Result<()> {
+        in_tx!(self, |tx| (
+            (),
+            vec![ops::unpark(&tx, id, now, audit).await?]
+        ))
+    }
+
+    #[tracing::instrument(skip_all, fields(exchange_id = %id))]
+    async fn get(&self, id: Uuid) -> Result<Option<ExchangeDetail>> {
+        let c = self.client().await?;
+        read::get(cl(&c), id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(limit = limit))]
+    async fn list(
+        &self,
+        filter: &ExchangeFilter,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Page<ExchangeSummary>> {
+        let c = self.client().await?;
+        read::list(cl(&c), filter, after, limit).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn count(&self, filter: &ExchangeFilter) -> Result<u64> {
+        let c = self.client().await?;
+        read::count(cl(&c), filter).await
+    }
+
+    #[tracing::instrument(skip_all, fields(exchange_id = %id))]
+    async fn payloads(&self, id: Uuid) -> Result<Option<StoredPayloads>> {
+        let c = self.client().await?;
+        read::payloads(cl(&c), id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(from_seq = from_seq, limit = limit))]
+    async fn audit_records(&self, from_seq: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        let c = self.client().await?;
+        read::audit_records(cl(&c), from_seq, limit).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn stats(&self) -> Result<JournalStats> {
+        let c = self.client().await?;
+        read::stats(cl(&c)).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let c = self.client().await?;
+        let standby: bool = cl(&c)
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        if standby {
+            return Err(JournalError::Unavailable(
+                "the database is a read-only standby".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_replay_job(&self, job: NewReplayJob, audit: AuditEvent) -> Result<ReplayJob> {
+        in_tx!(self, |tx| ops::create_job(&tx, &job, audit).await?)
+    }
+
+    async fn replay_job(&self, id: Uuid) -> Result<Option<ReplayJob>> {
+        let c = self.client().await?;
+        read::replay_job(cl(&c), id, false).await
+    }
+
+    async fn replay_jobs(&self, limit: usize) -> Result<Vec<ReplayJob>> {
+        let c = self.client().await?;
+        read::replay_jobs(cl(&c), limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %id, limit = limit))]
+    async fn run_replay_job(
+        &self,
+        id: Uuid,
+        limit: usize,
+        audit: AuditEvent,
+    ) -> Result<ReplayStep> {
+        in_tx!(self, |tx| ops::run_job(&tx, id, limit, &audit).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %id, cancel = cancel))]
+    async fn set_replay_job_cancelled(
+        &self,
+        id: Uuid,
+        cancel: bool,
+        audit: AuditEvent,
+    ) -> Result<ReplayJob> {
+        in_tx!(self, |tx| ops::set_job_cancelled(&tx, id, cancel, audit)
+            .await?)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn place_hold(
+        &self,
+        target: HoldTarget,
+        reason: &str,
+        audit: AuditEvent,
+    ) -> Result<LegalHold> {
+        in_tx!(self, |tx| ops::place_hold(&tx, &target, reason, audit)
+            .await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(hold = %id))]
+    async fn release_hold(&self, id: Uuid, audit: AuditEvent) -> Result<()> {
+        in_tx!(self, |tx| (
+            (),
+            vec![ops::release_hold(&tx, id, audit).await?]
+        ))
+    }
+
+    async fn holds(&self) -> Result<Vec<LegalHold>> {
+        let c = self.client().await?;
+        read::holds(cl(&c)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(policies = policies.len()))]
+    async fn apply_retention(
+        &self,
+        policies: &[RetentionPolicy],
+        now: OffsetDateTime,
+        audit: AuditEvent,
+    ) -> Result<RetentionReport> {
+        crate::ops::check_policies(policies)?;
+        let mut report = RetentionReport::default();
+        {
+            let c = self.client().await?;
+            partitions::ensure_around(cl(&c), now).await?;
+        }
+        for policy in policies {
+            let explicit = crate::ops::explicit_kinds(policies, &policy.force);
+            loop {
+                let n: u64 = in_tx!(self, |tx| {
+                    let (n, ev) = ops::purge_payloads(&tx, policy, &explicit, now, &audit).await?;
+                    (n, ev.into_iter().collect::<Vec<_>>())
+                })?;
+                if n > 0 {
+                    report.audit_records += 1;
+                }
+                report.payloads_deleted += n;
+                if (n as usize) < crate::ops::RETENTION_CHUNK {
+                    break;
+                }
+            }
+        }
+        // Whole partitions first (cheap: DROP), then the rows at the edges.
+        let (dropped, records): (Vec<(String, u64, u64)>, u64) = in_tx!(self, |tx| {
+            ops::drop_expired_partitions(&tx, policies, now, &audit).await?
+        })?;
+        report.audit_records += records;
+        for (name, ex, att) in dropped {
+            report.partitions_dropped.push(name);
+            report.exchanges_deleted += ex;
+            report.attempts_deleted += att;
+        }
+        for policy in policies {
+            let explicit = crate::ops::explicit_kinds(policies, &policy.force);
+            loop {
+                let (n, att): (u64, u64) = in_tx!(self, |tx| {
+                    let (n, att, ev) =
+                        ops::purge_metadata(&tx, policy, &explicit, now, &audit).await?;
+                    ((n, att), ev.into_iter().collect::<Vec<_>>())
+                })?;
+                if n > 0 {
+                    report.audit_records += 1;
+                }
+                report.exchanges_deleted += n;
+                report.attempts_deleted += att;
+                if (n as usize) < crate::ops::RETENTION_CHUNK {
+                    break;
+                }
+            }
+        }
+        tracing::info!(
+            payloads = report.payloads_deleted,
+            exchanges = report.exchanges_deleted,
+            attempts = report.attempts_deleted,
+            partitions = report.partitions_dropped.len(),
+            "retention applied"
+        );
+        Ok(report)
+    }
+}

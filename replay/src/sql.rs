@@ -1,0 +1,158 @@
+//! SQL shared by the backends: the `WHERE` clause an [`ExchangeFilter`] stands for.
+//!
+//! Only the keys that are set become conditions (no `? IS NULL OR …`), so each backend's planner
+//! sees plain equality and range predicates and can use the `(key, created, seq)` indexes both
+//! schemas have.
+
+use crate::{ExchangeFilter, Status};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The SQL dialect to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// `?N` placeholders, times as epoch milliseconds in `created_ms`, ids as text.
+    Sqlite,
+    /// `$N` placeholders, `created_at timestamptz`, ids as `uuid`.
+    Postgres,
+}
+
+/// A bound value.
+#[derive(Debug, Clone)]
+pub(crate) enum Param {
+    /// Text.
+    Text(String),
+    /// Integer.
+    Int(i64),
+    /// A time (PostgreSQL `timestamptz`).
+    Time(OffsetDateTime),
+    /// An id (PostgreSQL `uuid`).
+    Uuid(Uuid),
+}
+
+impl Dialect {
+    /// Placeholder number `n` (1-based).
+    pub(crate) fn ph(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    /// The column holding the journal time.
+    pub(crate) fn created(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "created_ms",
+            Dialect::Postgres => "created_at",
+        }
+    }
+
+    /// A time as this dialect binds it.
+    pub(crate) fn time(self, t: OffsetDateTime) -> Param {
+        match self {
+            Dialect::Sqlite => Param::Int((t.unix_timestamp_nanos() / 1_000_000) as i64),
+            Dialect::Postgres => Param::Time(t),
+        }
+    }
+
+    /// An id as this dialect binds it.
+    pub(crate) fn id(self, id: Uuid) -> Param {
+        match self {
+            Dialect::Sqlite => Param::Text(id.to_string()),
+            Dialect::Postgres => Param::Uuid(id),
+        }
+    }
+}
+
+/// Conditions and their parameters, built up in order.
+#[derive(Debug, Default)]
+pub(crate) struct Conditions {
+    /// `a = ?1`, `b < ?2`, … (joined with AND by [`Conditions::sql`]).
+    pub(crate) parts: Vec<String>,
+    /// The values, in placeholder order.
+    pub(crate) params: Vec<Param>,
+}
+
+impl Conditions {
+    /// Adds `template` with `{}` replaced by the next placeholder.
+    pub(crate) fn push(&mut self, d: Dialect, template: &str, p: Param) {
+        self.params.push(p);
+        self.parts
+            .push(template.replacen("{}", &d.ph(self.params.len()), 1));
+    }
+
+    /// Adds a condition without a parameter.
+    pub(crate) fn raw(&mut self, cond: &str) {
+        self.parts.push(cond.to_owned());
+    }
+
+    /// `WHERE …` or the empty string.
+    pub(crate) fn sql(&self) -> String {
+        if self.parts.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.parts.join(" AND "))
+        }
+    }
+}
+
+/// The conditions `f` stands for, on table alias `e` (give `""` for none).
+pub(crate) fn filter(d: Dialect, f: &ExchangeFilter, e: &str) -> Conditions {
+    let col = |c: &str| {
+        if e.is_empty() {
+            c.to_owned()
+        } else {
+            format!("{e}.{c}")
+        }
+    };
+    let mut w = Conditions::default();
+    let text = |w: &mut Conditions, c: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            w.push(d, &format!("{} = {{}}", col(c)), Param::Text(v.clone()));
+        }
+    };
+    if let Some(s) = f.status {
+        w.push(
+            d,
+            &format!("{} = {{}}", col("status")),
+            Param::Text(Status::as_str(s).to_owned()),
+        );
+    }
+    text(&mut w, "force", &f.force);
+    text(&mut w, "kind", &f.kind);
+    text(&mut w, "target_system", &f.target);
+    text(&mut w, "last_error_class", &f.error_class);
+    text(&mut w, "case_ref", &f.case_ref);
+    text(&mut w, "idempotency_key", &f.submission_id);
+    text(&mut w, "correlation_id", &f.correlation_id);
+    if let Some(t) = f.from {
+        w.push(d, &format!("{} >= {{}}", col(d.created())), d.time(t));
+    }
+    if let Some(t) = f.to {
+        w.push(d, &format!("{} < {{}}", col(d.created())), d.time(t));
+    }
+    if let Some(p) = f.parent {
+        w.push(d, &format!("{} = {{}}", col("parent_id")), d.id(p));
+    }
+    match f.replays {
+        Some(true) => w.raw(&format!("{} IS NOT NULL", col("parent_id"))),
+        Some(false) => w.raw(&format!("{} IS NULL", col("parent_id"))),
+        None => {}
+    }
+    w
+}
+
+/// Checks an exchange id is a UUID v7 whose time is not absurdly far ahead of `now` (its time
+/// chooses the PostgreSQL partition, which must exist; both backends check the same).
+pub(crate) fn check_exchange_id(id: Uuid, now: OffsetDateTime) -> Result<(), String> {
+    if id.get_version_num() != 7 {
+        return Err(format!("exchange id {id} is not a UUID v7"));
+    }
+    let (secs, _) = id.get_timestamp().map(|t| t.to_unix()).unwrap_or((0, 0));
+    if secs as i64 > now.unix_timestamp() + 86_400 {
+        return Err(format!(
+            "exchange id {id} carries a time more than a day in the future"
+        ));
+    }
+    Ok(())
+}

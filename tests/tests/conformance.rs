@@ -1,0 +1,1355 @@
+//! One conformance suite for every journal backend (STYLE.md §11): each behaviour is written
+//! once, as an async body over `Arc<dyn Journal>`, and run by a module per backend — SQLite on a
+//! file in a fresh temporary directory, PostgreSQL on a fresh database created for the test
+//! (through the `postgres` maintenance database at 127.0.0.1:5432, or `NMPP_TEST_PG_URL`) and
+//! dropped afterwards.
+
+use replay::{
+    AcceptOutcome, Attempt, AttemptOutcome, AuditEvent, Direction, ExchangeFilter, HoldTarget,
+    Journal, JournalError, NewExchange, NewReplayJob, OpenOptions, Prepared, ReplayJobState,
+    ReplayOptions, RetentionPolicy, Status, Transition, audit::ChainVerifier,
+};
+use std::{collections::BTreeSet, future::Future, pin::Pin, sync::Arc, time::Duration};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+type Opened = Pin<Box<dyn Future<Output = Arc<dyn Journal>> + Send>>;
+
+/// A fresh, empty journal of one backend, and a way to open more handles on it (another
+/// gateway process).
+struct Backend {
+    name: &'static str,
+    url: String,
+    journal: Arc<dyn Journal>,
+    _dir: Option<tempfile::TempDir>,
+    _db: Option<pg::TestDb>,
+}
+
+impl Backend {
+    fn open_another(&self) -> Opened {
+        let url = self.url.clone();
+        Box::pin(async move { open(&url).await })
+    }
+    fn is_pg(&self) -> bool {
+        self.name == "postgres"
+    }
+}
+
+async fn open(url: &str) -> Arc<dyn Journal> {
+    replay::open(
+        url,
+        OpenOptions {
+            server: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("opening {}: {e}", replay::redact_url(url)))
+}
+
+async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("journal.db").display());
+    let journal = open(&url).await;
+    Backend {
+        name: "sqlite",
+        url,
+        journal,
+        _dir: Some(dir),
+        _db: None,
+    }
+}
+
+async fn postgres() -> Backend {
+    let db = pg::TestDb::create().await;
+    let journal = open(&db.url).await;
+    Backend {
+        name: "postgres",
+        url: db.url.clone(),
+        journal,
+        _dir: None,
+        _db: Some(db),
+    }
+}
+
+mod pg {
+    //! A database per test, created through the maintenance database and dropped on drop.
+    use tokio_postgres::NoTls;
+
+    fn admin_url() -> String {
+        std::env::var("NMPP_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    pub(super) struct TestDb {
+        pub(super) name: String,
+        pub(super) url: String,
+    }
+
+    pub(super) async fn admin() -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls)
+            .await
+            .expect("PostgreSQL at 127.0.0.1:5432 (start it: pg_ctlcluster 15 main start)");
+        tokio::spawn(conn);
+        client
+    }
+
+    impl TestDb {
+        pub(super) async fn create() -> Self {
+            let name = format!("nmpp_conf_{}", uuid::Uuid::new_v4().simple());
+            admin()
+                .await
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            let base = admin_url();
+            let url = match base.rfind('/') {
+                Some(i) => format!("{}/{name}", &base[..i]),
+                None => unreachable!("the admin URL names a database"),
+            };
+            Self { name, url }
+        }
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            let name = self.name.clone();
+            // Drop may run inside the test's runtime: use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let _ = admin()
+                        .await
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                });
+            })
+            .join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builders
+
+fn exchange(force: &str, key: &str) -> NewExchange {
+    NewExchange {
+        id: Uuid::now_v7(),
+        force: force.into(),
+        kind: "incident.submitted".into(),
+        direction: Direction::Inbound,
+        source_system: "ihub".into(),
+        target_system: "athena".into(),
+        api_version: "ihub-sapi/v1".into(),
+        model_version: "nmpp/1".into(),
+        idempotency_key: key.into(),
+        correlation_id: format!("corr-{key}"),
+        case_ref: Some(format!("CASE-{key}")),
+        payload_type: "application/json".into(),
+        payload: format!("{{\"k\":\"{key}\"}}").into_bytes(),
+        response: format!("{{\"receipt\":\"{key}\"}}").into_bytes(),
+    }
+}
+
+fn event(action: &str) -> AuditEvent {
+    AuditEvent {
+        time: OffsetDateTime::now_utc(),
+        actor: "tester".into(),
+        role: "operator".into(),
+        force: Some("kent".into()),
+        action: action.into(),
+        object_type: Some("exchange".into()),
+        object_id: None,
+        result: "success".into(),
+        source_ip: Some("127.0.0.1".into()),
+        user_agent: None,
+        correlation_id: None,
+        event_uid: Uuid::now_v7(),
+        detail: None,
+    }
+}
+
+fn attempt(node: &str, n: u32, outcome: AttemptOutcome, class: Option<&str>) -> Attempt {
+    let now = OffsetDateTime::now_utc();
+    Attempt {
+        number: n,
+        started_at: now,
+        finished_at: now,
+        outcome,
+        error_class: class.map(Into::into),
+        detail: class.map(|c| format!("failed: {c}")),
+        http_status: None,
+        node: node.into(),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn accept(j: &dyn Journal, e: NewExchange) -> Uuid {
+    let id = e.id;
+    assert_eq!(
+        j.accept(e, event("incident.create")).await.unwrap(),
+        AcceptOutcome::Created
+    );
+    id
+}
+
+/// Accepts, claims and parks one exchange (class `rejected`); returns its id.
+async fn parked(j: &dyn Journal, force: &str, key: &str) -> Uuid {
+    let id = accept(j, exchange(force, key)).await;
+    claim_one(j, "n1", id).await;
+    j.record_attempt(
+        id,
+        attempt("n1", 1, AttemptOutcome::Parked, Some("rejected")),
+        Transition::Parked,
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    id
+}
+
+/// Claims what is due and checks `id` is among it; the lease is a millisecond, so whatever else
+/// was claimed on the way is claimable again by the next call.
+async fn claim_one(j: &dyn Journal, node: &str, id: Uuid) {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let far = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let got = j
+        .claim_due(node, far, Duration::from_millis(1), 10_000)
+        .await
+        .unwrap();
+    assert!(
+        got.iter().any(|w| w.id == id),
+        "{node} could not claim {id}"
+    );
+}
+
+async fn verify_chain(j: &dyn Journal) -> u64 {
+    let mut v = ChainVerifier::default();
+    let mut from = 1;
+    loop {
+        let page = j.audit_records(from, 1000).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for r in &page {
+            if let Err(f) = v.check(r) {
+                panic!("audit chain broken at {}: {}", f.seq, f.reason);
+            }
+        }
+        from = page.last().unwrap().seq + 1;
+    }
+    v.checked()
+}
+
+async fn ids(j: &dyn Journal, f: &ExchangeFilter) -> BTreeSet<Uuid> {
+    let mut out = BTreeSet::new();
+    let mut cursor = None;
+    loop {
+        let page = j.list(f, cursor, 1000).await.unwrap();
+        out.extend(page.items.iter().map(|s| s.id));
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Behaviours, written once
+
+async fn accept_is_idempotent_and_tells_a_different_payload(b: Backend) {
+    let j = b.journal.as_ref();
+    let first = accept(j, exchange("kent", "s-1")).await;
+    match j
+        .accept(exchange("kent", "s-1"), event("incident.create"))
+        .await
+        .unwrap()
+    {
+        AcceptOutcome::Duplicate {
+            id,
+            response,
+            payload_differs,
+        } => {
+            assert_eq!(id, first);
+            assert_eq!(response, b"{\"receipt\":\"s-1\"}");
+            assert!(!payload_differs);
+        }
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    let mut changed = exchange("kent", "s-1");
+    changed.payload = b"{\"k\":\"other\"}".to_vec();
+    assert!(matches!(
+        j.accept(changed, event("incident.create")).await.unwrap(),
+        AcceptOutcome::Duplicate { id, payload_differs: true, .. } if id == first
+    ));
+    // Same key, another force or kind: a different exchange.
+    accept(j, exchange("essex", "s-1")).await;
+    let mut other_kind = exchange("kent", "s-1");
+    other_kind.kind = "message.received".into();
+    accept(j, other_kind).await;
+    assert_eq!(j.count(&ExchangeFilter::default()).await.unwrap(), 3);
+    let audit = j.audit_records(1, 100).await.unwrap();
+    let results: Vec<&str> = audit.iter().map(|r| r.event.result.as_str()).collect();
+    assert_eq!(
+        results,
+        ["success", "duplicate", "duplicate", "success", "success"]
+    );
+    assert_eq!(
+        audit[1].event.object_id.as_deref(),
+        Some(first.to_string().as_str())
+    );
+    // Duplicates inside one group commit resolve the same way.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let j = b.journal.clone();
+        tasks.push(tokio::spawn(async move {
+            j.accept(exchange("kent", "burst"), event("incident.create"))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        if t.await.unwrap() == AcceptOutcome::Created {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1, "exactly one of 20 concurrent copies is stored");
+    assert_eq!(j.stats().await.unwrap().pending, 4);
+    assert_eq!(verify_chain(j).await, 25);
+}
+
+async fn accept_refuses_an_id_that_is_not_v7(b: Backend) {
+    let j = b.journal.as_ref();
+    let mut e = exchange("kent", "v4");
+    e.id = Uuid::new_v4();
+    let err = j.accept(e, event("incident.create")).await.unwrap_err();
+    assert!(matches!(err, JournalError::Invalid(_)), "{err:?}");
+    assert_eq!(j.count(&ExchangeFilter::default()).await.unwrap(), 0);
+    assert!(j.audit_records(1, 10).await.unwrap().is_empty());
+}
+
+async fn audit_chain_is_gap_free_across_handles(b: Backend) {
+    let others = [b.open_another().await, b.open_another().await];
+    let handles: Vec<Arc<dyn Journal>> =
+        vec![b.journal.clone(), others[0].clone(), others[1].clone()];
+    let mut tasks = Vec::new();
+    for (h, j) in handles.iter().enumerate() {
+        for i in 0..150 {
+            let j = j.clone();
+            tasks.push(tokio::spawn(async move {
+                if i % 3 == 0 {
+                    j.audit(event("exchange.view")).await.map(|_| ())
+                } else {
+                    j.accept(
+                        exchange("kent", &format!("h{h}-{i}")),
+                        event("incident.create"),
+                    )
+                    .await
+                    .map(|_| ())
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let j = b.journal.as_ref();
+    assert_eq!(verify_chain(j).await, 450);
+    assert_eq!(j.stats().await.unwrap().audit_records, 450);
+    assert_eq!(j.count(&ExchangeFilter::default()).await.unwrap(), 300);
+    // audit() returns the record's place in the chain.
+    let seq = j.audit(event("exchange.view")).await.unwrap();
+    assert_eq!(seq, 451);
+    let rec = j.audit_records(451, 1).await.unwrap();
+    assert_eq!(rec[0].event.action, "exchange.view");
+}
+
+async fn leases_expire_and_a_stale_holder_is_refused(b: Backend) {
+    let j = b.journal.as_ref();
+    let id = accept(j, exchange("kent", "lease")).await;
+    let now = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let got = j.claim_due("n1", now, LEASE, 10).await.unwrap();
+    assert_eq!(got.iter().map(|w| w.id).collect::<Vec<_>>(), [id]);
+    assert_eq!(got[0].attempts, 0);
+    assert_eq!(got[0].idempotency_key, "lease");
+    assert!(j.claim_due("n2", now, LEASE, 10).await.unwrap().is_empty());
+    // n1 dies; its lease expires; n2 takes over.
+    let later = now + time::Duration::seconds(31);
+    let got = j.claim_due("n2", later, LEASE, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    // n1 comes back late: refused, nothing written.
+    let err = j
+        .record_attempt(
+            id,
+            attempt("n1", 1, AttemptOutcome::Delivered, None),
+            Transition::Delivered {
+                target_ref: "stale".into(),
+            },
+            Prepared::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, JournalError::Conflict(ref m) if m.contains("n2")),
+        "{err:?}"
+    );
+    j.record_attempt(
+        id,
+        attempt("n2", 1, AttemptOutcome::Retry, Some("timeout")),
+        Transition::RetryAt(later),
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    // A repeat of the same attempt (same node, same number) is refused too.
+    let err = j
+        .record_attempt(
+            id,
+            attempt("n2", 1, AttemptOutcome::Retry, Some("timeout")),
+            Transition::RetryAt(later),
+            Prepared::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JournalError::Conflict(_)), "{err:?}");
+    let d = j.get(id).await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Pending);
+    assert_eq!(d.attempts.len(), 1);
+    assert_eq!(d.attempts[0].node, "n2");
+    assert_eq!(d.summary.target_ref, None);
+    // Unknown exchange.
+    let err = j
+        .record_attempt(
+            Uuid::now_v7(),
+            attempt("n2", 1, AttemptOutcome::Delivered, None),
+            Transition::Parked,
+            Prepared::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JournalError::NotFound(_)), "{err:?}");
+}
+
+async fn concurrent_claims_never_share_work(b: Backend) {
+    let j = b.journal.clone();
+    for i in 0..60 {
+        accept(j.as_ref(), exchange("kent", &format!("c{i}"))).await;
+    }
+    let other = b.open_another().await;
+    let now = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let mut tasks = Vec::new();
+    for n in 0..6 {
+        let j = if n % 2 == 0 { j.clone() } else { other.clone() };
+        tasks.push(tokio::spawn(async move {
+            j.claim_due(&format!("node{n}"), now, LEASE, 15)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut seen = BTreeSet::new();
+    let mut total = 0;
+    for t in tasks {
+        for w in t.await.unwrap() {
+            total += 1;
+            assert!(seen.insert(w.id), "{} claimed twice", w.id);
+        }
+    }
+    assert_eq!(total, 60);
+}
+
+async fn attempts_move_exchanges_through_their_states(b: Backend) {
+    let j = b.journal.as_ref();
+    let id = accept(j, exchange("kent", "life")).await;
+    claim_one(j, "n1", id).await;
+    let retry_at = OffsetDateTime::now_utc() + time::Duration::seconds(60);
+    j.record_attempt(
+        id,
+        attempt("n1", 1, AttemptOutcome::Retry, Some("upstream_5xx")),
+        Transition::RetryAt(retry_at),
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    let now = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    assert!(
+        j.claim_due("n1", now, LEASE, 10).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    let got = j
+        .claim_due("n1", retry_at + time::Duration::seconds(1), LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(got[0].attempts, 1);
+    j.record_attempt(
+        id,
+        attempt("n1", 2, AttemptOutcome::Delivered, None),
+        Transition::Delivered {
+            target_ref: "42/1/26".into(),
+        },
+        Prepared {
+            canonical: Some(b"{\"nmpp\":1}".to_vec()),
+            target_payload: Some(b"<crime/>".to_vec()),
+            mapping_version: Some("athena@1".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let d = j.get(id).await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Delivered);
+    assert_eq!(d.summary.attempt_count, 2);
+    assert_eq!(d.summary.target_ref.as_deref(), Some("42/1/26"));
+    assert_eq!(d.mapping_version.as_deref(), Some("athena@1"));
+    assert_eq!(
+        d.attempts.iter().map(|a| a.outcome).collect::<Vec<_>>(),
+        [AttemptOutcome::Retry, AttemptOutcome::Delivered]
+    );
+    assert_eq!(d.attempts[0].error_class.as_deref(), Some("upstream_5xx"));
+    let p = j.payloads(id).await.unwrap().unwrap();
+    assert_eq!(p.original, b"{\"k\":\"life\"}");
+    assert_eq!(p.target_payload.as_deref(), Some(&b"<crime/>"[..]));
+    let p2 = parked(j, "kent", "poison").await;
+    let s = j.stats().await.unwrap();
+    assert_eq!((s.pending, s.delivered, s.parked), (0, 1, 1));
+    assert_eq!(
+        j.get(p2)
+            .await
+            .unwrap()
+            .unwrap()
+            .summary
+            .last_error_class
+            .as_deref(),
+        Some("rejected")
+    );
+    let actions: Vec<String> = j
+        .audit_records(1, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event.action)
+        .collect();
+    assert!(
+        actions.contains(&"exchange.deliver".to_owned()),
+        "{actions:?}"
+    );
+    assert!(actions.contains(&"exchange.park".to_owned()), "{actions:?}");
+}
+
+async fn replay_links_children_and_refuses_what_it_must(b: Backend) {
+    let j = b.journal.as_ref();
+    let parent = parked(j, "kent", "rp").await;
+    let child = j
+        .replay_with(
+            parent,
+            ReplayOptions {
+                target: Some("athena-dr".into()),
+                mapping_version: Some("athena@2".into()),
+            },
+            event("exchange.replay"),
+        )
+        .await
+        .unwrap();
+    let err = j
+        .replay(parent, event("exchange.replay"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, JournalError::Conflict(ref m) if m.contains(&child.to_string())),
+        "{err:?}"
+    );
+    let p = j.get(parent).await.unwrap().unwrap();
+    assert_eq!(
+        p.summary.status,
+        Status::Parked,
+        "the parent is not overwritten"
+    );
+    assert_eq!(p.children, [child]);
+    let c = j.get(child).await.unwrap().unwrap();
+    assert_eq!(c.summary.parent_id, Some(parent));
+    assert_eq!(c.idempotency_key, "rp");
+    assert_eq!(c.summary.target_system, "athena-dr");
+    assert_eq!(c.requested_mapping_version.as_deref(), Some("athena@2"));
+    let now = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let work = j.claim_due("n1", now, LEASE, 10).await.unwrap();
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].id, child);
+    assert_eq!(work[0].parent_id, Some(parent));
+    assert_eq!(work[0].mapping_version.as_deref(), Some("athena@2"));
+    assert_eq!(work[0].payload, b"{\"k\":\"rp\"}");
+    // The child fails too: the parent may be replayed again.
+    j.record_attempt(
+        child,
+        attempt("n1", 1, AttemptOutcome::Parked, Some("rejected")),
+        Transition::Parked,
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    let second = j.replay(parent, event("exchange.replay")).await.unwrap();
+    assert_eq!(
+        j.get(parent).await.unwrap().unwrap().children,
+        [child, second]
+    );
+    let f = ExchangeFilter {
+        parent: Some(parent),
+        ..Default::default()
+    };
+    assert_eq!(ids(j, &f).await, BTreeSet::from([child, second]));
+    let pending = accept(j, exchange("kent", "not-parked")).await;
+    assert!(matches!(
+        j.replay(pending, event("exchange.replay")).await,
+        Err(JournalError::Conflict(_))
+    ));
+    assert!(matches!(
+        j.replay(Uuid::now_v7(), event("exchange.replay")).await,
+        Err(JournalError::NotFound(_))
+    ));
+    let rec = j
+        .audit_records(1, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.event.action == "exchange.replay")
+        .unwrap();
+    assert_eq!(
+        rec.event.object_id.as_deref(),
+        Some(parent.to_string().as_str())
+    );
+    assert_eq!(rec.event.detail.unwrap()["child"], child.to_string());
+    verify_chain(j).await;
+}
+
+async fn park_and_unpark_are_audited_and_guarded(b: Backend) {
+    let j = b.journal.as_ref();
+    let id = accept(j, exchange("kent", "pk")).await;
+    let now = OffsetDateTime::now_utc();
+    j.park(id, now, event("exchange.park")).await.unwrap();
+    assert_eq!(
+        j.get(id).await.unwrap().unwrap().summary.status,
+        Status::Parked
+    );
+    assert!(
+        j.claim_due("n1", now + time::Duration::seconds(5), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a parked exchange is not delivered"
+    );
+    assert!(matches!(
+        j.park(id, now, event("exchange.park")).await,
+        Err(JournalError::Conflict(_))
+    ));
+    j.unpark(id, now, event("exchange.unpark")).await.unwrap();
+    let s = j.stats().await.unwrap();
+    assert_eq!((s.pending, s.parked), (1, 0));
+    // Leased: a delivery is in flight, so it cannot be parked now.
+    claim_one(j, "n1", id).await;
+    let err = j.park(id, now, event("exchange.park")).await.unwrap_err();
+    assert!(
+        matches!(err, JournalError::Conflict(ref m) if m.contains("being delivered")),
+        "{err:?}"
+    );
+    // Unparking a parent whose replay is live would deliver twice.
+    let p = parked(j, "kent", "pk2").await;
+    j.replay(p, event("exchange.replay")).await.unwrap();
+    assert!(matches!(
+        j.unpark(p, now, event("exchange.unpark")).await,
+        Err(JournalError::Conflict(_))
+    ));
+    assert!(matches!(
+        j.unpark(Uuid::now_v7(), now, event("exchange.unpark"))
+            .await,
+        Err(JournalError::NotFound(_))
+    ));
+    let actions: Vec<String> = j
+        .audit_records(1, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event.object_id.as_deref() == Some(id.to_string().as_str()))
+        .map(|r| r.event.action)
+        .collect();
+    assert_eq!(actions, ["exchange.park", "exchange.unpark"]);
+}
+
+async fn search_filters_each_key_pages_and_counts(b: Backend) {
+    let j = b.journal.as_ref();
+    let t0 = OffsetDateTime::now_utc() - time::Duration::milliseconds(5);
+    let mut all = Vec::new();
+    for i in 0..6 {
+        let mut e = exchange(if i % 2 == 0 { "kent" } else { "essex" }, &format!("q{i}"));
+        if i == 5 {
+            e.kind = "message.received".into();
+            e.target_system = "storm".into();
+            e.case_ref = None;
+        }
+        all.push(accept(j, e).await);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let t1 = OffsetDateTime::now_utc();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let late = parked(j, "kent", "q6").await;
+    all.push(late);
+    let child = j.replay(late, event("exchange.replay")).await.unwrap();
+    all.push(child);
+
+    let check = |f: ExchangeFilter, want: Vec<Uuid>| async move {
+        let want: BTreeSet<Uuid> = want.into_iter().collect();
+        assert_eq!(ids(j, &f).await, want, "{f:?}");
+        assert_eq!(j.count(&f).await.unwrap(), want.len() as u64, "count {f:?}");
+    };
+    let f = |k: &str, v: &str| {
+        let mut f = ExchangeFilter::default();
+        f.set(k, v).unwrap();
+        f
+    };
+    check(ExchangeFilter::default(), all.clone()).await;
+    check(f("force", "essex"), vec![all[1], all[3], all[5]]).await;
+    check(f("kind", "message.received"), vec![all[5]]).await;
+    check(f("target", "storm"), vec![all[5]]).await;
+    check(f("status", "parked"), vec![late]).await;
+    check(f("status", "pending"), [&all[..6], &[child]].concat()).await;
+    check(f("error-class", "rejected"), vec![late]).await;
+    check(f("case_ref", "CASE-q3"), vec![all[3]]).await;
+    check(f("submission_id", "q6"), vec![late, child]).await;
+    check(f("correlation_id", "corr-q2"), vec![all[2]]).await;
+    check(f("parent", &late.to_string()), vec![child]).await;
+    check(f("replays", "true"), vec![child]).await;
+    check(f("replays", "false"), all[..7].to_vec()).await;
+    let from = t1
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    check(f("from", &from), vec![late, child]).await;
+    check(f("to", &from), all[..6].to_vec()).await;
+    let mut combined = f("force", "kent");
+    combined.set("status", "pending").unwrap();
+    combined.from = Some(t0);
+    check(combined, vec![all[0], all[2], all[4], child]).await;
+    // Bad input names the key and the rule.
+    assert!(
+        ExchangeFilter::default()
+            .set("colour", "red")
+            .unwrap_err()
+            .contains("unknown filter key")
+    );
+    assert!(
+        ExchangeFilter::default()
+            .set("from", "yesterday")
+            .unwrap_err()
+            .starts_with("from:")
+    );
+    // Paging: newest first, every row once.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = j.list(&ExchangeFilter::default(), cursor, 3).await.unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.iter().map(|s| (s.created_at, s.id)));
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), all.len());
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.0.cmp(&a.0));
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        sorted.iter().map(|s| s.0).collect::<Vec<_>>()
+    );
+    assert_eq!(seen.first().unwrap().1, child, "newest first");
+}
+
+async fn bulk_replay_jobs_resume_and_never_duplicate(b: Backend) {
+    let j = b.journal.as_ref();
+    let mut parents = Vec::new();
+    for i in 0..25 {
+        parents.push(parked(j, "kent", &format!("bulk{i}")).await);
+    }
+    // Matching but not parked: passed over.
+    let mut delivered = Vec::new();
+    for i in 0..5 {
+        let id = accept(j, exchange("kent", &format!("ok{i}"))).await;
+        claim_one(j, "n1", id).await;
+        j.record_attempt(
+            id,
+            attempt("n1", 1, AttemptOutcome::Delivered, None),
+            Transition::Delivered {
+                target_ref: "r".into(),
+            },
+            Prepared::default(),
+        )
+        .await
+        .unwrap();
+        delivered.push(id);
+    }
+    accept(j, exchange("essex", "elsewhere")).await;
+    let mut filter = ExchangeFilter::default();
+    filter.set("force", "kent").unwrap();
+    assert_eq!(j.count(&filter).await.unwrap(), 30, "the dry-run count");
+    let job = j
+        .create_replay_job(
+            NewReplayJob {
+                filter: filter.clone(),
+                options: ReplayOptions {
+                    target: None,
+                    mapping_version: Some("athena@2".into()),
+                },
+                created_by: "tester".into(),
+            },
+            event("exchange.replay_job.create"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(job.planned, 30);
+    assert_eq!(job.state, ReplayJobState::Running);
+    // Work that arrives after the job was created is not part of it.
+    parked(j, "kent", "after").await;
+    let step = j
+        .run_replay_job(job.id, 10, event("exchange.replay"))
+        .await
+        .unwrap();
+    assert_eq!(step.children.len(), 10);
+    assert_eq!(step.job.replayed, 10);
+    // Cancel midway: it stops; resume: it continues where it stopped.
+    let c = j
+        .set_replay_job_cancelled(job.id, true, event("exchange.replay_job.cancel"))
+        .await
+        .unwrap();
+    assert_eq!(c.state, ReplayJobState::Cancelled);
+    assert!(matches!(
+        j.run_replay_job(job.id, 10, event("exchange.replay")).await,
+        Err(JournalError::Conflict(_))
+    ));
+    // A handle opened afresh (another process) resumes it.
+    let other = b.open_another().await;
+    other
+        .set_replay_job_cancelled(job.id, false, event("exchange.replay_job.resume"))
+        .await
+        .unwrap();
+    let mut children = step.children.clone();
+    let mut last = step;
+    while last.job.state == ReplayJobState::Running {
+        last = other
+            .run_replay_job(job.id, 7, event("exchange.replay"))
+            .await
+            .unwrap();
+        children.extend(last.children.iter().copied());
+    }
+    assert_eq!(last.job.state, ReplayJobState::Completed);
+    assert_eq!(last.job.replayed, 25);
+    assert_eq!(last.job.skipped, 5);
+    let replayed: BTreeSet<Uuid> = children.iter().map(|c| c.0).collect();
+    assert_eq!(children.len(), 25, "one child per parent");
+    assert_eq!(replayed, parents.iter().copied().collect());
+    for (p, c) in &children {
+        let d = j.get(*c).await.unwrap().unwrap();
+        assert_eq!(d.summary.parent_id, Some(*p));
+        assert_eq!(d.replay_job_id, Some(job.id));
+        assert_eq!(d.requested_mapping_version.as_deref(), Some("athena@2"));
+    }
+    assert!(matches!(
+        j.run_replay_job(job.id, 10, event("exchange.replay")).await,
+        Err(JournalError::Conflict(_))
+    ));
+    // A second job over the same exchanges replays nothing twice: each parent has a live child.
+    let mut parked_only = filter.clone();
+    parked_only.set("status", "parked").unwrap();
+    parked_only.set("replays", "false").unwrap();
+    let again = j
+        .create_replay_job(
+            NewReplayJob {
+                filter: parked_only,
+                options: ReplayOptions::default(),
+                created_by: "tester".into(),
+            },
+            event("exchange.replay_job.create"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.planned, 26);
+    let s = j
+        .run_replay_job(again.id, 100, event("exchange.replay"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.children.len(),
+        1,
+        "only the exchange parked after the first job"
+    );
+    assert_eq!(s.job.skipped, 25);
+    assert_eq!(j.replay_jobs(10).await.unwrap().len(), 2);
+    assert_eq!(j.replay_job(job.id).await.unwrap().unwrap().replayed, 25);
+    let audited = j
+        .audit_records(1, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.event.action == "exchange.replay")
+        .count();
+    assert_eq!(audited, 26, "one audit record per child");
+    verify_chain(j).await;
+}
+
+async fn retention_deletes_what_is_old_and_keeps_what_is_held(b: Backend) {
+    let j = b.journal.as_ref();
+    let mut done = Vec::new();
+    for i in 0..8 {
+        let id = accept(j, exchange("kent", &format!("r{i}"))).await;
+        claim_one(j, "n1", id).await;
+        j.record_attempt(
+            id,
+            attempt("n1", 1, AttemptOutcome::Delivered, None),
+            Transition::Delivered {
+                target_ref: "r".into(),
+            },
+            Prepared {
+                canonical: Some(b"{}".to_vec()),
+                target_payload: Some(b"<x/>".to_vec()),
+                mapping_version: None,
+            },
+        )
+        .await
+        .unwrap();
+        done.push(id);
+    }
+    let pending = accept(j, exchange("kent", "still-pending")).await;
+    let other_kind = {
+        let mut e = exchange("kent", "message");
+        e.kind = "message.received".into();
+        parked_from(j, e).await
+    };
+    let family = parked(j, "kent", "family").await;
+    let child = j.replay(family, event("exchange.replay")).await.unwrap();
+    let essex = parked(j, "essex", "e1").await;
+    // Holds: one exchange (its family), one case.
+    let h1 = j
+        .place_hold(
+            HoldTarget::Exchange { id: done[0] },
+            "matter 1",
+            event("hold.place"),
+        )
+        .await
+        .unwrap();
+    j.place_hold(
+        HoldTarget::Case {
+            force: "kent".into(),
+            case_ref: "CASE-r1".into(),
+        },
+        "matter 2",
+        event("hold.place"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(j.holds().await.unwrap().len(), 2);
+    assert!(j.get(done[0]).await.unwrap().unwrap().legal_hold);
+    let day = Duration::from_secs(86_400);
+    let policies = vec![
+        RetentionPolicy {
+            force: "kent".into(),
+            kind: None,
+            payloads: Some(day),
+            metadata: Some(day * 5),
+        },
+        RetentionPolicy {
+            force: "kent".into(),
+            kind: Some("message.received".into()),
+            payloads: Some(day),
+            metadata: None,
+        },
+    ];
+    // Two days on: payloads go (not held, not pending), metadata stays.
+    let now = OffsetDateTime::now_utc();
+    let r = j
+        .apply_retention(&policies, now + time::Duration::days(2), event("retention"))
+        .await
+        .unwrap();
+    // done[2..8] + family + child's parent?  child is pending: kept. other_kind (parked).
+    assert_eq!(r.payloads_deleted, 6 + 1 + 1, "{r:?}");
+    assert_eq!(r.exchanges_deleted, 0);
+    let d = j.get(done[3]).await.unwrap().unwrap();
+    assert!(d.payloads_deleted_at.is_some());
+    assert_eq!(d.payload_bytes, 0);
+    let p = j.payloads(done[3]).await.unwrap().unwrap();
+    assert!(p.original.is_empty() && p.canonical.is_none() && p.target_payload.is_none());
+    assert_eq!(
+        p.response, b"{\"receipt\":\"r3\"}",
+        "the acknowledgement is kept"
+    );
+    assert_eq!(
+        j.payloads(done[0]).await.unwrap().unwrap().original,
+        b"{\"k\":\"r0\"}"
+    );
+    assert_eq!(
+        j.payloads(done[1]).await.unwrap().unwrap().original,
+        b"{\"k\":\"r1\"}"
+    );
+    assert!(
+        !j.payloads(pending)
+            .await
+            .unwrap()
+            .unwrap()
+            .original
+            .is_empty()
+    );
+    // Seventy days on: metadata goes too, except what is held, pending, or in a live family.
+    let far = now + time::Duration::days(70);
+    let r = j
+        .apply_retention(&policies, far, event("retention"))
+        .await
+        .unwrap();
+    assert_eq!(r.exchanges_deleted, 6, "{r:?}");
+    assert!(
+        r.partitions_dropped.is_empty(),
+        "held rows keep the partition: {r:?}"
+    );
+    for id in &done[2..] {
+        assert!(j.get(*id).await.unwrap().is_none(), "{id} should be gone");
+    }
+    for id in [done[0], done[1], pending, other_kind, family, child, essex] {
+        assert!(j.get(id).await.unwrap().is_some(), "{id} should be kept");
+    }
+    let s = j.stats().await.unwrap();
+    assert_eq!(s.delivered, 2);
+    assert_eq!(s.legal_holds, 2);
+    // A deleted exchange's key may be used again.
+    accept(j, exchange("kent", "r5")).await;
+    // Release a hold; the family finishes; everything old may go now.
+    j.release_hold(h1.id, event("hold.release")).await.unwrap();
+    claim_one(j, "n1", child).await;
+    j.record_attempt(
+        child,
+        attempt("n1", 1, AttemptOutcome::Delivered, None),
+        Transition::Delivered {
+            target_ref: "c".into(),
+        },
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    let r = j
+        .apply_retention(&policies, far, event("retention"))
+        .await
+        .unwrap();
+    // done[0] (released) and the family (parent and child) go; done[1] (case hold), pending,
+    // other_kind (no metadata policy) and essex (no policy) stay.
+    assert_eq!(r.exchanges_deleted, 3, "{r:?}");
+    assert!(j.get(family).await.unwrap().is_none());
+    assert!(j.get(child).await.unwrap().is_none());
+    assert!(j.get(done[1]).await.unwrap().is_some());
+    let deletions: Vec<_> = j
+        .audit_records(1, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event.action == "exchange.delete")
+        .collect();
+    assert!(deletions.len() as u64 >= 3);
+    let total: u64 = deletions
+        .iter()
+        .filter(|r| r.event.detail.as_ref().unwrap()["deleted"] == "exchanges")
+        .map(|r| {
+            r.event.detail.as_ref().unwrap()["exchanges"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        total, 9,
+        "every deleted exchange is accounted for in the audit trail"
+    );
+    verify_chain(j).await;
+    // Bad policies are refused with the reason.
+    let bad = [RetentionPolicy {
+        force: "kent".into(),
+        kind: None,
+        payloads: Some(day * 10),
+        metadata: Some(day),
+    }];
+    assert!(matches!(
+        j.apply_retention(&bad, far, event("retention")).await,
+        Err(JournalError::Invalid(_))
+    ));
+}
+
+async fn parked_from(j: &dyn Journal, e: NewExchange) -> Uuid {
+    let id = accept(j, e).await;
+    claim_one(j, "n1", id).await;
+    j.record_attempt(
+        id,
+        attempt("n1", 1, AttemptOutcome::Parked, Some("rejected")),
+        Transition::Parked,
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    id
+}
+
+async fn whole_partitions_are_dropped_when_everything_in_them_expired(b: Backend) {
+    let j = b.journal.as_ref();
+    // Ids of last month (a month that has ended, whose partition exists).
+    let then = OffsetDateTime::now_utc() - time::Duration::days(31);
+    for i in 0..4 {
+        let mut e = exchange("kent", &format!("old{i}"));
+        e.id = Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            then.unix_timestamp() as u64,
+            i,
+        ));
+        parked_from(j, e).await;
+    }
+    // And one of this month, which no retention run drops.
+    parked(j, "kent", "this-month").await;
+    let day = Duration::from_secs(86_400);
+    let policies = [RetentionPolicy {
+        force: "kent".into(),
+        kind: None,
+        payloads: None,
+        metadata: Some(day),
+    }];
+    let far = OffsetDateTime::now_utc() + time::Duration::days(70);
+    let r = j
+        .apply_retention(&policies, far, event("retention"))
+        .await
+        .unwrap();
+    assert_eq!(r.exchanges_deleted, 5, "{r:?}");
+    assert_eq!(r.attempts_deleted, 5, "{r:?}");
+    if b.is_pg() {
+        assert_eq!(r.partitions_dropped.len(), 1, "{r:?}");
+    } else {
+        assert!(r.partitions_dropped.is_empty());
+    }
+    assert_eq!(j.count(&ExchangeFilter::default()).await.unwrap(), 0);
+    assert_eq!(j.stats().await.unwrap().parked, 0);
+    // The journal goes on working (PostgreSQL recreates the partition).
+    accept(j, exchange("kent", "new")).await;
+    assert_eq!(j.stats().await.unwrap().pending, 1);
+    verify_chain(j).await;
+}
+
+async fn stats_count_by_force_kind_and_status(b: Backend) {
+    let j = b.journal.as_ref();
+    let before = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    accept(j, exchange("kent", "s1")).await;
+    accept(j, exchange("kent", "s2")).await;
+    parked(j, "essex", "s3").await;
+    let s = j.stats().await.unwrap();
+    assert_eq!((s.pending, s.parked, s.delivered), (2, 1, 0));
+    let groups: Vec<(String, Status, u64)> = s
+        .groups
+        .iter()
+        .map(|g| (g.force.clone(), g.status, g.count))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("essex".into(), Status::Parked, 1),
+            ("kent".into(), Status::Pending, 2)
+        ]
+    );
+    assert!(s.oldest_pending.unwrap() >= before);
+    assert!(s.oldest_parked.unwrap() >= before);
+    assert_eq!(s.replay_jobs_running, 0);
+    assert_eq!(s.audit_records, 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One module per backend
+
+macro_rules! conformance {
+    ($backend:ident) => {
+        mod $backend {
+            conformance!(@tests $backend:
+                accept_is_idempotent_and_tells_a_different_payload,
+                accept_refuses_an_id_that_is_not_v7,
+                audit_chain_is_gap_free_across_handles,
+                leases_expire_and_a_stale_holder_is_refused,
+                concurrent_claims_never_share_work,
+                attempts_move_exchanges_through_their_states,
+                replay_links_children_and_refuses_what_it_must,
+                park_and_unpark_are_audited_and_guarded,
+                search_filters_each_key_pages_and_counts,
+                bulk_replay_jobs_resume_and_never_duplicate,
+                retention_deletes_what_is_old_and_keeps_what_is_held,
+                whole_partitions_are_dropped_when_everything_in_them_expired,
+                stats_count_by_force_kind_and_status,
+            );
+        }
+    };
+    (@tests $backend:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::$backend().await).await;
+            }
+        )*
+    };
+}
+
+conformance!(sqlite);
+conformance!(postgres);
+
+// ---------------------------------------------------------------------------------------------
+// A journal that cannot persist says so; it never acknowledges.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_full_journal_answers_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = replay::open(
+        &format!("sqlite://{}", dir.path().join("j.db").display()),
+        OpenOptions {
+            max_size_bytes: Some(256 * 1024),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut accepted = 0;
+    let err = loop {
+        let mut e = exchange("kent", &format!("big{accepted}"));
+        e.payload = vec![b'x'; 8 * 1024];
+        match j.accept(e, event("incident.create")).await {
+            Ok(_) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 1000, "a 256 KiB journal cannot hold 8 MB");
+    };
+    assert!(matches!(err, JournalError::Unavailable(_)), "{err:?}");
+    assert_eq!(j.stats().await.unwrap().pending, accepted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_retention_gives_space_back() {
+    let b = sqlite().await;
+    let path = b.url.trim_start_matches("sqlite://").to_owned();
+    let j = b.journal.as_ref();
+    for i in 0..200 {
+        let mut e = exchange("kent", &format!("big{i}"));
+        e.payload = vec![b'x'; 16 * 1024];
+        parked_from(j, e).await;
+    }
+    let pages = |p: &str| {
+        let c = rusqlite::Connection::open(p).unwrap();
+        let n: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        let v: i64 = c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+        (n, v)
+    };
+    let (before, mode) = pages(&path);
+    assert_eq!(mode, 2, "auto_vacuum=INCREMENTAL from creation");
+    let r = j
+        .apply_retention(
+            &[RetentionPolicy {
+                force: "kent".into(),
+                kind: None,
+                payloads: None,
+                metadata: Some(Duration::from_secs(60)),
+            }],
+            OffsetDateTime::now_utc() + time::Duration::days(1),
+            event("retention"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.exchanges_deleted, 200);
+    let (after, _) = pages(&path);
+    assert!(
+        after * 4 < before,
+        "the file shrank from {before} to {after} pages"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_on_a_closed_port_is_unavailable_quickly() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let started = std::time::Instant::now();
+    let Err(err) = replay::open(
+        &format!("postgres://postgres:secret-pw@127.0.0.1:{port}/nmpp"),
+        OpenOptions::default(),
+    )
+    .await
+    else {
+        panic!("opened a journal on a closed port");
+    };
+    assert!(matches!(err, JournalError::Unavailable(_)), "{err:?}");
+    assert!(!err.to_string().contains("secret-pw"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_going_away_refuses_then_recovers_by_itself() {
+    let b = postgres().await;
+    let j = b.journal.clone();
+    accept(j.as_ref(), exchange("kent", "before")).await;
+    let name = b._db.as_ref().unwrap().name.clone();
+    let admin = pg::admin().await;
+    // The database goes away: no new connections, existing ones cut.
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+        ))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..3 {
+        let r = j
+            .accept(
+                exchange("kent", &format!("down{i}")),
+                event("incident.create"),
+            )
+            .await;
+        assert!(matches!(r, Err(JournalError::Unavailable(_))), "{r:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(j.ping().await, Err(JournalError::Unavailable(_))));
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    // Back: the pool reconnects by itself.
+    let mut ok = false;
+    for _ in 0..50 {
+        if j.accept(exchange("kent", "after"), event("incident.create"))
+            .await
+            .is_ok()
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the journal did not recover");
+    let f = ExchangeFilter::default();
+    let keys: BTreeSet<String> = j
+        .list(&f, None, 100)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|s| s.submission_id)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["before".to_owned(), "after".to_owned()]),
+        "nothing refused was stored"
+    );
+    verify_chain(j.as_ref()).await;
+}
