@@ -9,11 +9,28 @@
 //! retry can help; retry, parking and replay branch on that class, never on message text.
 
 pub mod athena;
+pub mod athena_dw;
+pub mod command_control;
+pub mod dams;
 mod error;
+pub mod evidence;
+mod http;
+pub mod ihub;
+pub mod kafka;
+pub mod national;
+mod oauth;
+pub mod records;
+pub mod sentinel;
+pub mod sink;
+pub mod splunk_hec;
+pub mod storm;
 
+pub use command_control::{CommandControl, CommandControlConfig};
 pub use error::{AdapterError, ErrorClass};
+pub use evidence::{EvidenceStore, EvidenceStoreConfig};
+pub use national::{NationalPlatform, NationalPlatformConfig};
+pub use records::RecordSystem;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 /// A payload already mapped to a target system's wire format, ready to send.
@@ -52,34 +69,14 @@ pub struct DeliveryReceipt {
     pub status: u16,
 }
 
-/// A records management system (Athena, or its data warehouse for reads).
-#[async_trait]
-pub trait RecordSystem: Send + Sync {
-    /// Short stable name used in metrics, health and the journal (`athena`).
-    fn name(&self) -> &'static str;
-
-    /// Maps a canonical NMPP submission document to this system's "create crime record"
-    /// payload. Pure: no I/O. A mapping failure is a non-retryable [`ErrorClass::Mapping`].
-    fn prepare_crime_record(&self, nmpp: &serde_json::Value)
-    -> Result<TargetPayload, AdapterError>;
-
-    /// Sends a prepared "create crime record" payload.
-    async fn create_crime_record(
-        &self,
-        payload: &TargetPayload,
-        ctx: &DeliveryContext,
-    ) -> Result<DeliveryReceipt, AdapterError>;
-
-    /// Cheap reachability check used by `/health/ready`.
-    async fn health(&self) -> Result<(), AdapterError>;
-}
-
 /// Which records system a force uses, chosen by `type` in the force's configuration.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RecordSystemConfig {
     /// Direct Athena over its XML/HTTP interface.
     Athena(athena::AthenaConfig),
+    /// Athena's read-only data warehouse (PostgreSQL), until the force may call Athena.
+    AthenaDw(athena_dw::AthenaDwConfig),
 }
 
 impl RecordSystemConfig {
@@ -93,6 +90,9 @@ impl RecordSystemConfig {
                 cfg.clone(),
                 mappings,
             )?)),
+            RecordSystemConfig::AthenaDw(cfg) => Ok(std::sync::Arc::new(
+                athena_dw::AthenaDwClient::new(cfg.clone(), mappings)?,
+            )),
         }
     }
 }

@@ -51,6 +51,26 @@ const FILES: &[(&str, &str)] = &[
         "codelists/vcright.toml",
         include_str!("../codelists/vcright.toml"),
     ),
+    (
+        "codelists/csts.toml",
+        include_str!("../codelists/csts.toml"),
+    ),
+    (
+        "codelists/poct.toml",
+        include_str!("../codelists/poct.toml"),
+    ),
+    (
+        "codelists/rank.toml",
+        include_str!("../codelists/rank.toml"),
+    ),
+    (
+        "codelists/grad.toml",
+        include_str!("../codelists/grad.toml"),
+    ),
+    (
+        "codelists/tlev.toml",
+        include_str!("../codelists/tlev.toml"),
+    ),
 ];
 
 /// One constrained-value list.
@@ -198,7 +218,8 @@ mod tests {
         assert_eq!(
             lists.names(),
             [
-                "BWST", "CPNC", "EGRP", "ESDD", "GNDR", "IVLD", "OUTCOME", "ROLE", "VCRIGHT"
+                "BWST", "CPNC", "CSTS", "EGRP", "ESDD", "GNDR", "GRAD", "IVLD", "OUTCOME", "POCT",
+                "RANK", "ROLE", "TLEV", "VCRIGHT"
             ]
         );
         assert_eq!(lists.get("GNDR").map(|l| l.codes.len()), Some(10));

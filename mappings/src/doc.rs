@@ -50,6 +50,12 @@ fn steps_text(steps: &[Step]) -> String {
                 }
                 s.push_str(k);
             }
+            Step::Token(t) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(t);
+            }
             Step::Index(i) => {
                 let _ = write!(s, "[{i}]");
             }

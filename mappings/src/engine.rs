@@ -28,6 +28,9 @@ pub(crate) enum SourceFormat {
     Xml,
     /// One SQL row: an object of columns.
     Row,
+    /// A row set: an object whose members are rows or lists of rows, named by the adapter's
+    /// queries (`{"crime": {...}, "parties": [{...}]}`).
+    Rows,
 }
 
 /// How the target tree is serialised by [`crate::Mappings::render`].
@@ -523,6 +526,16 @@ impl<'a> Run<'a> {
             }
             Step::Index(i) => {
                 if let Some(child) = v.as_array().and_then(|a| a.get(*i)) {
+                    self.walk(child, rest, out);
+                }
+            }
+            Step::Token(t) => {
+                let child = match v {
+                    Value::Object(map) => map.get(t.as_str()),
+                    Value::Array(items) => t.parse::<usize>().ok().and_then(|i| items.get(i)),
+                    _ => None,
+                };
+                if let Some(child) = child {
                     self.walk(child, rest, out);
                 }
             }

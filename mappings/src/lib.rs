@@ -11,8 +11,11 @@
 //! | where | what |
 //! |---|---|
 //! | `schemas/nmpp/v1/` | the NMPP model v1 as JSON Schema (draft 2020-12): the contract |
-//! | `codelists/` | constrained-value lists (GNDR, CPNC, EGRP, ESDD, IVLD, BWST, ROLE, OUTCOME, VCRIGHT) |
-//! | `specs/` | the built-in mapping specs: `sdm-to-nmpp.v1.toml`, `nmpp-to-athena.v1.toml` |
+//! | `codelists/` | constrained-value lists (GNDR, CPNC, EGRP, ESDD, IVLD, BWST, ROLE, OUTCOME, VCRIGHT, CSTS, POCT, RANK, GRAD, TLEV) |
+//! | `specs/` | the built-in mapping specs: SDM → NMPP, NMPP ↔ Athena (create, read, writes), warehouse rows → NMPP, STORM, DAMS, iHub (see `SPEC-FORMAT.md`) |
+//! | `src/model/` | the NMPP types added for the force adapters ([`model::CaseRecord`], …) and the Live-schema compatibility check ([`model::compat`]) |
+//! | `src/fuzzing.rs` | entry points of the fuzz targets in `fuzz/` ([`fuzzing`]) |
+//! | `benches/throughput.rs` | mapping throughput beside raw serde_json / quick-xml, one run |
 //! | `src/model.rs` | Rust types of the NMPP model and schema validation ([`model`]) |
 //! | `src/sdm.rs` | [`validate_sdm`]: hot-path checks of an inbound iHub SDM document |
 //! | `src/spec/` | spec files: TOML shape, `extends` merging, compilation with `file:line` errors |
@@ -34,6 +37,7 @@ mod codelist;
 mod doc;
 mod engine;
 mod error;
+pub mod fuzzing;
 pub mod model;
 mod path;
 mod sdm;
@@ -58,6 +62,30 @@ use engine::{Spec, TargetFormat};
 pub const SDM_TO_NMPP: &str = "sdm-to-nmpp";
 /// Id of the built-in NMPP → Athena `CrimeRecord` spec.
 pub const NMPP_TO_ATHENA: &str = "nmpp-to-athena";
+/// Id of the built-in spec: Athena `CrimeRecord` (read) → NMPP case record.
+pub const ATHENA_TO_NMPP_CASE: &str = "athena-to-nmpp-case";
+/// Id of the built-in spec: Athena data-warehouse rows → NMPP case record.
+pub const WAREHOUSE_TO_NMPP_CASE: &str = "warehouse-to-nmpp-case";
+/// Id of the built-in spec: NMPP case record → Athena `CrimeRecord` (read form).
+pub const NMPP_CASE_TO_ATHENA: &str = "nmpp-case-to-athena";
+/// Id of the built-in spec: NMPP message → Athena victim-contact-log entry.
+pub const NMPP_TO_ATHENA_VICTIM_CONTACT: &str = "nmpp-to-athena-victim-contact";
+/// Id of the built-in spec: NMPP officer task → Athena officer task.
+pub const NMPP_TO_ATHENA_TASK: &str = "nmpp-to-athena-task";
+/// Id of the built-in spec: NMPP contact-details change → Athena contact details.
+pub const NMPP_TO_ATHENA_CONTACT_DETAILS: &str = "nmpp-to-athena-contact-details";
+/// Id of the built-in spec: STORM `Incident` → NMPP command-and-control incident.
+pub const STORM_TO_NMPP_INCIDENT: &str = "storm-to-nmpp-incident";
+/// Id of the built-in spec: NMPP incident (with envelope) → STORM `IncidentMessage`.
+pub const NMPP_TO_STORM_MESSAGE: &str = "nmpp-to-storm-message";
+/// Id of the built-in spec: NMPP evidence item → DAMS upload metadata.
+pub const NMPP_TO_DAMS_EVIDENCE: &str = "nmpp-to-dams-evidence";
+/// Id of the built-in spec: DAMS evidence resource → NMPP evidence item.
+pub const DAMS_TO_NMPP_EVIDENCE: &str = "dams-to-nmpp-evidence";
+/// Id of the built-in spec: NMPP domain event → iHub case event.
+pub const NMPP_TO_IHUB_EVENT: &str = "nmpp-to-ihub-event";
+/// Id of the built-in spec: NMPP notification request → iHub notification request.
+pub const NMPP_TO_IHUB_NOTIFICATION: &str = "nmpp-to-ihub-notification";
 /// The target model name whose output is checked against the NMPP v1 schema.
 pub const NMPP_MODEL: &str = "nmpp@1";
 
@@ -70,6 +98,54 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
     (
         "specs/nmpp-to-athena.v1.toml",
         include_str!("../specs/nmpp-to-athena.v1.toml"),
+    ),
+    (
+        "specs/athena-to-nmpp-case.v1.toml",
+        include_str!("../specs/athena-to-nmpp-case.v1.toml"),
+    ),
+    (
+        "specs/warehouse-to-nmpp-case.v1.toml",
+        include_str!("../specs/warehouse-to-nmpp-case.v1.toml"),
+    ),
+    (
+        "specs/nmpp-case-to-athena.v1.toml",
+        include_str!("../specs/nmpp-case-to-athena.v1.toml"),
+    ),
+    (
+        "specs/nmpp-to-athena-victim-contact.v1.toml",
+        include_str!("../specs/nmpp-to-athena-victim-contact.v1.toml"),
+    ),
+    (
+        "specs/nmpp-to-athena-task.v1.toml",
+        include_str!("../specs/nmpp-to-athena-task.v1.toml"),
+    ),
+    (
+        "specs/nmpp-to-athena-contact-details.v1.toml",
+        include_str!("../specs/nmpp-to-athena-contact-details.v1.toml"),
+    ),
+    (
+        "specs/storm-to-nmpp-incident.v1.toml",
+        include_str!("../specs/storm-to-nmpp-incident.v1.toml"),
+    ),
+    (
+        "specs/nmpp-to-storm-message.v1.toml",
+        include_str!("../specs/nmpp-to-storm-message.v1.toml"),
+    ),
+    (
+        "specs/nmpp-to-dams-evidence.v1.toml",
+        include_str!("../specs/nmpp-to-dams-evidence.v1.toml"),
+    ),
+    (
+        "specs/dams-to-nmpp-evidence.v1.toml",
+        include_str!("../specs/dams-to-nmpp-evidence.v1.toml"),
+    ),
+    (
+        "specs/nmpp-to-ihub-event.v1.toml",
+        include_str!("../specs/nmpp-to-ihub-event.v1.toml"),
+    ),
+    (
+        "specs/nmpp-to-ihub-notification.v1.toml",
+        include_str!("../specs/nmpp-to-ihub-notification.v1.toml"),
     ),
 ];
 
@@ -203,8 +279,8 @@ impl Mappings {
     pub fn map(&self, id: &str, source: &Value) -> Result<Value, MappingError> {
         let spec = self.spec(id)?;
         let out = engine::run(spec, source)?;
-        if spec.target_model == NMPP_MODEL
-            && let Err(violations) = model::validate(&out)
+        if model::is_nmpp_model(&spec.target_model)
+            && let Err(violations) = model::validate_model(&spec.target_model, &out)
         {
             let more = match violations.len() {
                 0 | 1 => String::new(),
@@ -263,6 +339,26 @@ impl Mappings {
                 })
             }
         }
+    }
+
+    /// Reads `xml` ([`xml::from_xml`]) and runs spec `id` over the tree of its root element.
+    /// Text that is not XML this reader accepts is a [`MappingError`] whose path is empty and
+    /// whose message starts `malformed XML`.
+    pub fn map_xml(&self, id: &str, xml_text: &str) -> Result<Value, MappingError> {
+        let spec = self.spec(id)?;
+        let (_, tree) = xml::from_xml(xml_text).map_err(|e| MappingError {
+            spec: spec.name(),
+            path: String::new(),
+            message: format!("malformed XML: {e}"),
+        })?;
+        self.map(id, &tree)
+    }
+
+    /// The `[source] model` and `[target] model` of spec `id`.
+    pub fn models(&self, id: &str) -> Option<(&str, &str)> {
+        self.specs
+            .get(id)
+            .map(|s| (s.source_model.as_str(), s.target_model.as_str()))
     }
 
     /// iHub SDM → NMPP submission document (spec [`SDM_TO_NMPP`]), checked against the NMPP

@@ -13,6 +13,11 @@ use std::sync::LazyLock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod compat;
+mod records;
+
+pub use records::*;
+
 /// The model version this crate writes.
 pub const MODEL_VERSION: &str = "1.0.0";
 
@@ -48,6 +53,91 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     (
         "attachment.schema.json",
         include_str!("../schemas/nmpp/v1/attachment.schema.json"),
+    ),
+    (
+        "officer.schema.json",
+        include_str!("../schemas/nmpp/v1/officer.schema.json"),
+    ),
+    (
+        "case-record.schema.json",
+        include_str!("../schemas/nmpp/v1/case-record.schema.json"),
+    ),
+    (
+        "command-incident.schema.json",
+        include_str!("../schemas/nmpp/v1/command-incident.schema.json"),
+    ),
+    (
+        "evidence-item.schema.json",
+        include_str!("../schemas/nmpp/v1/evidence-item.schema.json"),
+    ),
+    (
+        "message.schema.json",
+        include_str!("../schemas/nmpp/v1/message.schema.json"),
+    ),
+    (
+        "notification.schema.json",
+        include_str!("../schemas/nmpp/v1/notification.schema.json"),
+    ),
+    (
+        "officer-task.schema.json",
+        include_str!("../schemas/nmpp/v1/officer-task.schema.json"),
+    ),
+    (
+        "contact-change.schema.json",
+        include_str!("../schemas/nmpp/v1/contact-change.schema.json"),
+    ),
+    (
+        "event.schema.json",
+        include_str!("../schemas/nmpp/v1/event.schema.json"),
+    ),
+];
+
+/// The NMPP models a mapping spec can target (`[target] model`), each with the schema file
+/// that is its root. Output of a spec whose target model is one of these is checked against
+/// that schema after every run.
+pub const MODELS: &[(&str, &str)] = &[
+    ("nmpp@1", "document.schema.json"),
+    ("nmpp-case@1", "case-record.schema.json"),
+    ("nmpp-officer@1", "officer.schema.json"),
+    ("nmpp-incident@1", "command-incident.schema.json"),
+    ("nmpp-evidence@1", "evidence-item.schema.json"),
+    ("nmpp-message@1", "message.schema.json"),
+    ("nmpp-notification@1", "notification.schema.json"),
+    ("nmpp-task@1", "officer-task.schema.json"),
+    ("nmpp-contact-change@1", "contact-change.schema.json"),
+    ("nmpp-event@1", "event.schema.json"),
+];
+
+/// The schema files of the released (Live) model versions, kept to check that v1 only grows
+/// compatibly ([`compat::breaking_changes`]).
+pub const RELEASED_1_0_0: &[(&str, &str)] = &[
+    (
+        "document.schema.json",
+        include_str!("../schemas/nmpp/released/1.0.0/document.schema.json"),
+    ),
+    (
+        "common.schema.json",
+        include_str!("../schemas/nmpp/released/1.0.0/common.schema.json"),
+    ),
+    (
+        "submission.schema.json",
+        include_str!("../schemas/nmpp/released/1.0.0/submission.schema.json"),
+    ),
+    (
+        "incident.schema.json",
+        include_str!("../schemas/nmpp/released/1.0.0/incident.schema.json"),
+    ),
+    (
+        "location.schema.json",
+        include_str!("../schemas/nmpp/released/1.0.0/location.schema.json"),
+    ),
+    (
+        "party.schema.json",
+        include_str!("../schemas/nmpp/released/1.0.0/party.schema.json"),
+    ),
+    (
+        "attachment.schema.json",
+        include_str!("../schemas/nmpp/released/1.0.0/attachment.schema.json"),
     ),
 ];
 
@@ -395,41 +485,68 @@ pub struct SchemaViolation {
     pub message: String,
 }
 
-fn build_validator() -> Result<jsonschema::Validator, String> {
+type Validators = std::collections::HashMap<&'static str, jsonschema::Validator>;
+
+fn build_validators() -> Result<Validators, String> {
     let mut resources = Vec::new();
-    let mut root = None;
+    let mut roots = std::collections::HashMap::new();
     for (name, text) in SCHEMA_FILES {
         let schema: Value =
             serde_json::from_str(text).map_err(|e| format!("schemas/nmpp/v1/{name}: {e}"))?;
-        if *name == "document.schema.json" {
-            root = Some(schema.clone());
-        }
+        roots.insert(*name, schema.clone());
         resources.push((format!("{SCHEMA_BASE}{name}"), schema));
     }
-    let root = root.ok_or("schemas/nmpp/v1/document.schema.json is missing")?;
     let registry = jsonschema::Registry::new()
         .extend(resources)
         .and_then(jsonschema::RegistryBuilder::prepare)
         .map_err(|e| format!("NMPP schema registry: {e}"))?;
-    jsonschema::draft202012::options()
-        .should_validate_formats(true)
-        .with_registry(&registry)
-        .build(&root)
-        .map_err(|e| format!("NMPP schema: {e}"))
+    let mut validators = Validators::new();
+    for (model, file) in MODELS {
+        let root = roots
+            .get(file)
+            .ok_or_else(|| format!("schemas/nmpp/v1/{file} is missing"))?;
+        let validator = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .with_registry(&registry)
+            .build(root)
+            .map_err(|e| format!("NMPP schema {file}: {e}"))?;
+        validators.insert(*model, validator);
+    }
+    Ok(validators)
 }
 
-static VALIDATOR: LazyLock<Result<jsonschema::Validator, String>> = LazyLock::new(build_validator);
+static VALIDATORS: LazyLock<Result<Validators, String>> = LazyLock::new(build_validators);
 
 /// Why the embedded schema could not be compiled, if it could not (reported by
 /// [`Mappings::builtin`](crate::Mappings::builtin)).
 pub(crate) fn schema_error() -> Option<String> {
-    VALIDATOR.as_ref().err().cloned()
+    VALIDATORS.as_ref().err().cloned()
 }
 
-/// Checks `doc` against the NMPP v1 JSON Schema; returns every violation.
+/// Whether `model` (a spec's `[target] model`) is an NMPP model with a schema.
+pub fn is_nmpp_model(model: &str) -> bool {
+    MODELS.iter().any(|(m, _)| *m == model)
+}
+
+/// Checks `doc` against the NMPP v1 JSON Schema of a submission document; returns every
+/// violation.
 pub fn validate(doc: &Value) -> Result<(), Vec<SchemaViolation>> {
-    let validator = match &*VALIDATOR {
-        Ok(v) => v,
+    validate_model("nmpp@1", doc)
+}
+
+/// Checks `doc` against the schema of NMPP model `model` (one of [`MODELS`]); returns every
+/// violation. An unknown model is one violation saying so.
+pub fn validate_model(model: &str, doc: &Value) -> Result<(), Vec<SchemaViolation>> {
+    let validator = match &*VALIDATORS {
+        Ok(v) => match v.get(model) {
+            Some(v) => v,
+            None => {
+                return Err(vec![SchemaViolation {
+                    pointer: String::new(),
+                    message: format!("{model:?} is not an NMPP model"),
+                }]);
+            }
+        },
         Err(e) => {
             return Err(vec![SchemaViolation {
                 pointer: String::new(),
@@ -437,6 +554,9 @@ pub fn validate(doc: &Value) -> Result<(), Vec<SchemaViolation>> {
             }]);
         }
     };
+    if validator.is_valid(doc) {
+        return Ok(());
+    }
     let errors: Vec<SchemaViolation> = validator
         .iter_errors(doc)
         .map(|e| SchemaViolation {

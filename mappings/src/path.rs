@@ -34,6 +34,9 @@ pub(crate) enum Step {
     Key(String),
     /// Array element.
     Index(usize),
+    /// A JSON Pointer token (`/data/0/id`): an object member, or an array element when the
+    /// token is a decimal index.
+    Token(String),
     /// Every element of an array (a non-array value stands for itself).
     Each,
     /// Array elements (or the object itself) whose member `key` is (not) one of `values`.
@@ -133,6 +136,14 @@ impl<'t> Parser<'t> {
         self.skip_ws();
         let root = if self.eat("$") {
             let name = self.key();
+            // A variable's name ends where a JSON Pointer starts (`$doc/data/id`).
+            let name = match name.find('/') {
+                Some(cut) => {
+                    self.pos -= name.len() - cut;
+                    &name[..cut]
+                }
+                None => name,
+            };
             if name.is_empty() {
                 return Err(self.err("expected a name after `$`"));
             }
@@ -141,6 +152,23 @@ impl<'t> Parser<'t> {
             Root::Current
         };
         let mut steps = Vec::new();
+        if self.rest().starts_with('/') {
+            // A JSON Pointer (RFC 6901) after the root: the rest of the chain.
+            while self.eat("/") {
+                let rest = self.rest();
+                let end = rest
+                    .find(|c: char| c == '/' || c == '|' || c.is_whitespace())
+                    .unwrap_or(rest.len());
+                let raw = &rest[..end];
+                if raw.contains('~') && !valid_pointer_escapes(raw) {
+                    return Err(self.err("`~` in a JSON Pointer must be `~0` or `~1`"));
+                }
+                steps.push(Step::Token(raw.replace("~1", "/").replace("~0", "~")));
+                self.pos += end;
+            }
+            self.skip_ws();
+            return Ok(Chain { root, steps });
+        }
         if root == Root::Current {
             let key = self.key();
             if !key.is_empty() {
@@ -149,7 +177,7 @@ impl<'t> Parser<'t> {
                 || self.rest().starts_with("->")
                 || self.rest().starts_with("<-"))
             {
-                return Err(self.err("expected a field name, `$name`, `[`, `->` or `<-`"));
+                return Err(self.err("expected a field name, `$name`, `/`, `[`, `->` or `<-`"));
             }
         }
         loop {
@@ -227,6 +255,14 @@ impl<'t> Parser<'t> {
             values,
         })
     }
+}
+
+/// `~` only as `~0` or `~1` (RFC 6901).
+fn valid_pointer_escapes(token: &str) -> bool {
+    let b = token.as_bytes();
+    b.iter()
+        .enumerate()
+        .all(|(i, &c)| c != b'~' || matches!(b.get(i + 1), Some(b'0' | b'1')))
 }
 
 /// Parses a path expression; variable names stay unresolved ([`Root::Named`]).
@@ -324,6 +360,23 @@ mod tests {
         assert_eq!(p.chains[0].steps, vec![Step::Out(None)]);
         let p = parse("@ref").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.chains[0].steps, vec![key("@ref")]);
+    }
+
+    #[test]
+    fn parses_json_pointers() {
+        let p =
+            parse("/data/attributes/a~1b | $doc/included/0/id").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            p.chains[0].steps,
+            vec![
+                Step::Token("data".into()),
+                Step::Token("attributes".into()),
+                Step::Token("a/b".into())
+            ]
+        );
+        assert_eq!(p.chains[1].root, Root::Named("doc".into()));
+        assert_eq!(p.chains[1].steps[1], Step::Token("0".into()));
+        assert!(parse("/a~2").is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub(crate) const NAMES: &[&str] = &[
     "sha256_base64",
     "base64_size",
     "{ join = SEP }",
+    "{ split = SEP }",
     "{ format = \"..{}..\" }",
     "{ position_in = PATH }",
 ];
@@ -51,6 +52,8 @@ pub(crate) enum Transform {
     Base64Size,
     /// An array of scalars joined into one string.
     Join(String),
+    /// A string split into an array of its non-empty parts (`"Sam Alex"` → `["Sam", "Alex"]`).
+    Split(String),
     /// Text with `{}` replaced by the value (`"p{}"`).
     Format(String, String),
     /// 1-based position of the value among the values of a path.
@@ -91,6 +94,7 @@ impl Transform {
             Self::Sha256Base64 => "sha256_base64".into(),
             Self::Base64Size => "base64_size".into(),
             Self::Join(sep) => format!("join {sep:?}"),
+            Self::Split(sep) => format!("split {sep:?}"),
             Self::Format(pre, post) => format!("format {:?}", format!("{pre}{{}}{post}")),
             Self::PositionIn(p) => format!("position_in `{}`", p.text),
         }
@@ -180,6 +184,17 @@ impl Transform {
                 }
                 Value::String(_) => Ok(v),
                 other => Err(found("an array of strings", other)),
+            },
+            Self::Split(sep) => match &*v {
+                Value::String(s) => Ok(Cow::Owned(Value::Array(
+                    s.split(sep.as_str())
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| Value::String(p.to_owned()))
+                        .collect(),
+                ))),
+                Value::Array(_) => Ok(v),
+                other => Err(found("a string", other)),
             },
             Self::Format(pre, post) => match values::scalar_text(&v) {
                 Some(text) => Ok(Cow::Owned(Value::String(format!("{pre}{text}{post}")))),

@@ -405,11 +405,19 @@ fn unknown_spec_id_is_a_mapping_error() {
         .unwrap_or_default();
     assert!(err.starts_with("no mapping spec with id \"nope\""), "{err}");
     assert_eq!(m.spec_version("sdm-to-nmpp"), "sdm-to-nmpp@1.0.0");
-    assert_eq!(m.spec_ids(), ["nmpp-to-athena@1.0.0", "sdm-to-nmpp@1.0.0"]);
-    assert_eq!(
-        format!("{m:?}"),
-        "[\"nmpp-to-athena@1.0.0\", \"sdm-to-nmpp@1.0.0\"]"
-    );
+    let ids = m.spec_ids();
+    for id in [
+        "nmpp-to-athena@1.0.0",
+        "sdm-to-nmpp@1.0.0",
+        "athena-to-nmpp-case@1.0.0",
+        "warehouse-to-nmpp-case@1.0.0",
+        "storm-to-nmpp-incident@1.0.0",
+        "nmpp-to-ihub-event@1.0.0",
+    ] {
+        assert!(ids.iter().any(|i| i == id), "{id} not in {ids:?}");
+    }
+    assert_eq!(ids.len(), mappings::BUILTIN_SPECS.len());
+    assert!(format!("{m:?}").contains("\"sdm-to-nmpp@1.0.0\""));
 }
 
 #[test]
@@ -437,6 +445,26 @@ fn documentation_of_the_builtin_specs() {
     // Lineage: SDM field → NMPP field → Athena field.
     assert!(
         doc.contains("| `included[type=person].attributes.gender` | `parties[].person.gender` | `People.Person[].Gender` |"),
+        "{doc}"
+    );
+    // The force-adapter specs: grading table, warehouse columns, lineage through the case.
+    assert!(
+        doc.contains("| `grading.normalised` | `Grade` | trim | storm-grading |"),
+        "{doc}"
+    );
+    assert!(doc.contains("### Code list `storm-grading`"), "{doc}");
+    assert!(
+        doc.contains("| `status` | `crime.crime_status_cd` | string | dw-status |"),
+        "{doc}"
+    );
+    assert!(
+        doc.contains(
+            "## Lineage: `athena-dw-crime-rows@1` → `nmpp-case@1` → `athena-crime-record-read@1`"
+        ),
+        "{doc}"
+    );
+    assert!(
+        doc.contains("| `data.attributes.eventType` | `type` |  | ihub-event-type |"),
         "{doc}"
     );
     insta::assert_snapshot!("builtin_specs_documentation", doc);

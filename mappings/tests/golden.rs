@@ -12,6 +12,15 @@
 //! | `error.txt` | the mapping error (its `Display`) the case must fail with instead |
 //! | `specs/*.toml` | extra spec files loaded over the built-in ones for this case |
 //!
+//! A case folder with a `case.toml` runs one spec of any kind instead:
+//!
+//! ```toml
+//! spec = "athena-to-nmpp-case"   # the spec id
+//! input = "input.xml"            # .xml: read with mappings::xml::from_xml; .json: as it is
+//! expected = "expected.json"     # what the spec must produce (JSON pretty-printed, XML as rendered)
+//! # error = "error.txt"          # ... or the mapping error it must fail with
+//! ```
+//!
 //! `UPDATE_GOLDEN=1 cargo test -p mappings --test golden` rewrites the expected files from
 //! what the code produces (review the diff before committing it).
 
@@ -71,9 +80,69 @@ fn mappings_for(case: &Path) -> Mappings {
     }
 }
 
-fn run_case(case: &Path) -> Vec<String> {
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    spec: String,
+    input: String,
+    #[serde(default)]
+    expected: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// A `case.toml` case: one spec, one input, one expected output or error.
+fn run_spec_case(case: &Path, mappings: &Mappings) -> Vec<String> {
+    let text = fs::read_to_string(case.join("case.toml")).unwrap_or_default();
+    let file: CaseFile =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{}/case.toml: {e}", case.display()));
+    let input_path = case.join(&file.input);
+    let raw =
+        fs::read_to_string(&input_path).unwrap_or_else(|e| panic!("{}: {e}", input_path.display()));
+    let source = if file.input.ends_with(".xml") {
+        match mappings::xml::from_xml(&raw) {
+            Ok((_, tree)) => tree,
+            Err(e) => panic!("{}: {e}", input_path.display()),
+        }
+    } else {
+        read_json(&input_path)
+    };
+    let xml_target = file
+        .expected
+        .as_deref()
+        .is_some_and(|e| e.ends_with(".xml"));
+    let produced = if xml_target {
+        mappings.render(&file.spec, &source)
+    } else {
+        mappings.map(&file.spec, &source).map(|v| pretty(&v))
+    };
     let mut failures = Vec::new();
+    match (produced, &file.expected, &file.error) {
+        (Ok(out), Some(expected), None) => failures.extend(check(&case.join(expected), &out)),
+        (Err(e), None, Some(error)) => {
+            failures.extend(check(&case.join(error), &format!("{e}\n")));
+        }
+        (Ok(out), None, Some(error)) => failures.push(format!(
+            "{}: expected an error, the mapping succeeded:\n{out}",
+            case.join(error).display()
+        )),
+        (Err(e), Some(_), None) => {
+            failures.push(format!("{}: unexpected mapping error: {e}", case.display()));
+        }
+        _ => failures.push(format!(
+            "{}/case.toml: give exactly one of `expected` and `error`",
+            case.display()
+        )),
+    }
+    failures
+}
+
+fn run_case(case: &Path) -> Vec<String> {
     let mappings = mappings_for(case);
+    if case.join("case.toml").exists() {
+        return run_spec_case(case, &mappings);
+    }
+    let mut failures = Vec::new();
     let error_file = case.join("error.txt");
     let expects_error = error_file.exists();
     let mut error: Option<String> = None;
@@ -161,8 +230,8 @@ fn golden_cases() {
         failures.extend(run_case(case));
     }
     assert!(
-        cases.len() >= 8,
-        "expected at least 8 golden cases, found {}",
+        cases.len() >= 24,
+        "expected at least 24 golden cases, found {}",
         cases.len()
     );
     assert!(
@@ -172,4 +241,17 @@ fn golden_cases() {
         cases.len(),
         failures.join("\n\n")
     );
+}
+
+/// The Athena and warehouse cases hold the same facts: the NMPP documents must be identical,
+/// byte for byte.
+#[test]
+fn athena_and_warehouse_golden_cases_give_the_same_document() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let athena =
+        fs::read_to_string(root.join("athena-case-read/expected.json")).unwrap_or_default();
+    let warehouse =
+        fs::read_to_string(root.join("warehouse-case-rows/expected.json")).unwrap_or_default();
+    assert!(!athena.is_empty());
+    assert_eq!(athena, warehouse);
 }

@@ -25,6 +25,9 @@ use reqwest::{StatusCode, Url};
 
 use super::config::AthenaConfig;
 use super::mapping;
+use crate::records::{
+    CaseRead, ChangeCursor, ChangePage, PreparedWrite, RecordChange, RecordWrite, WriteOperation,
+};
 use crate::{
     AdapterError, DeliveryContext, DeliveryReceipt, ErrorClass, RecordSystem, TargetPayload,
 };
@@ -41,6 +44,7 @@ static CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 pub struct AthenaClient {
     http: reqwest::Client,
     mappings: Arc<Mappings>,
+    base: Url,
     create_url: Url,
     health_url: Url,
 }
@@ -65,7 +69,7 @@ impl AthenaClient {
         } = cfg;
         let base = parse_base_url(&base_url)?;
         let join = |path: &str| {
-            let mut url = base.clone();
+            let mut url: Url = base.clone();
             let prefix = url.path().trim_end_matches('/').to_owned();
             url.set_path(&format!("{prefix}{path}"));
             url
@@ -105,6 +109,7 @@ impl AthenaClient {
         Ok(Self {
             http,
             mappings,
+            base,
             create_url,
             health_url,
         })
@@ -190,6 +195,166 @@ impl RecordSystem for AthenaClient {
         outcome
     }
 
+    #[tracing::instrument(name = "athena.read_case", skip_all, fields(adapter = "athena", crime_reference = %crime_reference))]
+    async fn read_case(&self, crime_reference: &str) -> Result<CaseRead, AdapterError> {
+        let url = self.url(&format!("/athena/v1/crime-records/{crime_reference}"))?;
+        let body = self.get_xml(url).await?;
+        let document = mapping::case_record(&self.mappings, &body)?;
+        Ok(CaseRead {
+            crime_reference: crime_reference.to_owned(),
+            document,
+            mapping: self.mappings.spec_version(mapping::CASE_SPEC),
+        })
+    }
+
+    fn prepare_write(&self, write: &RecordWrite) -> Result<PreparedWrite, AdapterError> {
+        mapping::write(&self.mappings, write)
+    }
+
+    #[tracing::instrument(
+        name = "athena.write",
+        skip_all,
+        fields(
+            adapter = "athena",
+            operation = ?prepared.operation,
+            crime_reference = %prepared.crime_reference,
+            idempotency_key = %ctx.idempotency_key,
+            correlation_id = %ctx.correlation_id,
+        )
+    )]
+    async fn write(
+        &self,
+        prepared: &PreparedWrite,
+        ctx: &DeliveryContext,
+    ) -> Result<DeliveryReceipt, AdapterError> {
+        let reference = &prepared.crime_reference;
+        let (method, path, root, child) = match prepared.operation {
+            WriteOperation::VictimContact => (
+                reqwest::Method::POST,
+                format!("/athena/v1/crime-records/{reference}/victim-contacts"),
+                "VictimContactCreated",
+                "EntryId",
+            ),
+            WriteOperation::OfficerTask => (
+                reqwest::Method::POST,
+                format!("/athena/v1/crime-records/{reference}/tasks"),
+                "OfficerTaskCreated",
+                "TaskId",
+            ),
+            WriteOperation::ContactDetails => {
+                let party = prepared.party_id.as_deref().ok_or_else(|| {
+                    AdapterError::new(ErrorClass::Internal, "contact details without a party")
+                })?;
+                (
+                    reqwest::Method::PUT,
+                    format!("/athena/v1/crime-records/{reference}/people/{party}/contact"),
+                    "ContactDetailsUpdated",
+                    "PersonRef",
+                )
+            }
+        };
+        let url = self.url(&path)?;
+        let started = Instant::now();
+        let response = self
+            .http
+            .request(method, url)
+            .header(
+                header::CONTENT_TYPE,
+                header_value("content_type", &prepared.payload.content_type)?,
+            )
+            .header(
+                IDEMPOTENCY_KEY.clone(),
+                header_value("idempotency_key", &ctx.idempotency_key)?,
+            )
+            .header(
+                CORRELATION_ID.clone(),
+                header_value("correlation_id", &ctx.correlation_id)?,
+            )
+            .body(prepared.payload.body.clone())
+            .send()
+            .await
+            .map_err(|e| classify_transport(&e))?;
+        let status = response.status();
+        let after = retry_after(response.headers());
+        if !matches!(status, StatusCode::OK | StatusCode::CREATED) {
+            let body = read_body(response).await.ok();
+            let error = classify_status(status, after, body.as_deref());
+            tracing::warn!(class = %error.class, status = error.status, error = %error.message, "athena write failed");
+            return Err(error);
+        }
+        let body = read_body(response)
+            .await
+            .map_err(|e| e.with_status(status.as_u16()))?;
+        let id = children(&body, root, &[child])
+            .and_then(|mut v| v.swap_remove(0))
+            .filter(|r| valid_reference(r))
+            .ok_or_else(|| {
+                AdapterError::new(
+                    ErrorClass::Protocol,
+                    format!(
+                        "athena answered {} without a readable <{root}><{child}>",
+                        status.as_u16()
+                    ),
+                )
+                .with_status(status.as_u16())
+            })?;
+        tracing::debug!(
+            status = status.as_u16(),
+            elapsed_ms = elapsed_ms(started),
+            "athena accepted the write"
+        );
+        Ok(DeliveryReceipt {
+            target_ref: format!("{reference}#{id}"),
+            duplicate: status == StatusCode::OK
+                && prepared.operation != WriteOperation::ContactDetails,
+            status: status.as_u16(),
+        })
+    }
+
+    #[tracing::instrument(
+        name = "athena.changes_since",
+        skip_all,
+        fields(adapter = "athena", limit)
+    )]
+    async fn changes_since(
+        &self,
+        cursor: Option<&ChangeCursor>,
+        limit: usize,
+    ) -> Result<ChangePage, AdapterError> {
+        let after = match cursor {
+            None => 0,
+            Some(c) if c.kind == "athena" => c.position.parse::<u64>().map_err(|_| {
+                AdapterError::new(
+                    ErrorClass::Internal,
+                    "athena change cursor is not a sequence number",
+                )
+            })?,
+            Some(c) => {
+                return Err(AdapterError::new(
+                    ErrorClass::Internal,
+                    format!("a change cursor of {} cannot be used with athena", c.kind),
+                ));
+            }
+        };
+        let mut url = self.url("/athena/v1/changes")?;
+        url.query_pairs_mut()
+            .append_pair("after", &after.to_string())
+            .append_pair("limit", &limit.clamp(1, 500).to_string());
+        let body = self.get_xml(url).await?;
+        parse_feed(&body, after)
+    }
+
+    #[tracing::instrument(name = "athena.cursor_at", skip_all, fields(adapter = "athena"))]
+    async fn cursor_at(&self, at: &str) -> Result<ChangeCursor, AdapterError> {
+        let mut url = self.url("/athena/v1/changes")?;
+        url.query_pairs_mut()
+            .append_pair("since", at)
+            .append_pair("limit", "1");
+        let body = self.get_xml(url).await?;
+        let page = parse_feed(&body, 0)?;
+        Ok(page.next)
+    }
+
     #[tracing::instrument(name = "athena.health", skip_all, fields(adapter = "athena"))]
     async fn health(&self) -> Result<(), AdapterError> {
         let response = self
@@ -270,6 +435,101 @@ impl AthenaClient {
             status: status.as_u16(),
         })
     }
+}
+
+impl AthenaClient {
+    /// `{base_url}{path}` (the base's own path prefix kept).
+    fn url(&self, path: &str) -> Result<Url, AdapterError> {
+        let mut url = self.base.clone();
+        let prefix = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{prefix}{path}"));
+        Ok(url)
+    }
+
+    /// GETs an XML document, classifying every failure.
+    async fn get_xml(&self, url: Url) -> Result<String, AdapterError> {
+        let started = Instant::now();
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| classify_transport(&e))?;
+        let status = response.status();
+        let after = retry_after(response.headers());
+        if status != StatusCode::OK {
+            let body = read_body_limited(response, MAX_READ_BYTES).await.ok();
+            let error = classify_status(status, after, body.as_deref());
+            tracing::warn!(class = %error.class, status = error.status, error = %error.message, "athena read failed");
+            return Err(error);
+        }
+        let body = read_body_limited(response, MAX_READ_BYTES)
+            .await
+            .map_err(|e| e.with_status(200))?;
+        tracing::debug!(
+            bytes = body.len(),
+            elapsed_ms = elapsed_ms(started),
+            "athena answered a read"
+        );
+        Ok(body)
+    }
+}
+
+/// Largest read answer (a crime record with its timeline; a page of the change feed).
+const MAX_READ_BYTES: usize = 8 * 1024 * 1024;
+
+/// Reads a `<ChangeFeed>`; anything else is `protocol`.
+fn parse_feed(body: &str, after: u64) -> Result<ChangePage, AdapterError> {
+    let protocol = |what: &str| {
+        AdapterError::new(ErrorClass::Protocol, format!("athena change feed: {what}"))
+            .with_status(200)
+    };
+    let (root, tree) =
+        mappings::xml::from_xml(body).map_err(|_| protocol("not well-formed XML"))?;
+    if root != "ChangeFeed" {
+        return Err(protocol("not a <ChangeFeed>"));
+    }
+    let text = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .map(str::to_owned)
+    };
+    let items: Vec<&serde_json::Value> = match tree.get("Change") {
+        None => Vec::new(),
+        Some(serde_json::Value::Array(a)) => a.iter().collect(),
+        Some(one) => vec![one],
+    };
+    let mut changes = Vec::with_capacity(items.len());
+    let mut last = after;
+    for item in items {
+        let sequence = text(item, "Sequence")
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| protocol("a <Change> without a <Sequence> number"))?;
+        if sequence <= last {
+            return Err(protocol("sequence numbers do not increase"));
+        }
+        last = sequence;
+        changes.push(RecordChange {
+            crime_reference: text(item, "CrimeReference")
+                .filter(|r| valid_reference(r))
+                .ok_or_else(|| protocol("a <Change> without a <CrimeReference>"))?,
+            changed_at: text(item, "ChangedAt").unwrap_or_default(),
+            kind: text(item, "Kind"),
+        });
+    }
+    let cursor = text(&tree, "Cursor")
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| protocol("no <Cursor>"))?;
+    let more = text(&tree, "More").as_deref() == Some("true");
+    Ok(ChangePage {
+        changes,
+        next: ChangeCursor {
+            kind: "athena".into(),
+            position: cursor.max(last).to_string(),
+        },
+        more,
+    })
 }
 
 fn elapsed_ms(started: Instant) -> u64 {
@@ -394,13 +654,21 @@ pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// Reads at most [`MAX_ANSWER_BYTES`] of the body as UTF-8.
-async fn read_body(mut response: reqwest::Response) -> Result<String, AdapterError> {
+async fn read_body(response: reqwest::Response) -> Result<String, AdapterError> {
+    read_body_limited(response, MAX_ANSWER_BYTES).await
+}
+
+/// Reads at most `limit` bytes of the body as UTF-8.
+async fn read_body_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<String, AdapterError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| classify_transport(&e))? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+        if body.len() + chunk.len() > limit {
             return Err(AdapterError::new(
                 ErrorClass::Protocol,
-                format!("athena's answer is larger than {MAX_ANSWER_BYTES} bytes"),
+                format!("athena's answer is larger than {limit} bytes"),
             ));
         }
         body.extend_from_slice(&chunk);

@@ -385,7 +385,9 @@ fn config_defaults_secret_and_unknown_fields() {
         "type": "athena", "base_url": "http://127.0.0.1:9100", "timeout_ms": 500,
     }))
     .expect("tagged config");
-    let RecordSystemConfig::Athena(cfg) = &tagged;
+    let RecordSystemConfig::Athena(cfg) = &tagged else {
+        panic!("not athena");
+    };
     assert_eq!(cfg.timeout_ms, 500);
     let adapter = tagged.build(mappings()).expect("builds");
     assert_eq!(adapter.name(), "athena");
@@ -505,4 +507,283 @@ fn answers_are_read_by_local_name() {
         None
     );
     assert_eq!(read(""), None);
+}
+
+// ---- records-system operations (issue 4) ----------------------------------------------------
+
+mod records_ops {
+    use fixtures::dataset::{Dataset, Mutation};
+    use serde_json::json;
+
+    use super::*;
+    use crate::records::{ChangeCursor, RecordWrite, WriteOperation};
+
+    async fn loaded() -> (AthenaSim, AthenaClient, Dataset) {
+        let sim = sim().await;
+        let dataset = Dataset::builtin();
+        sim.load_dataset(&dataset);
+        let athena = client(&sim);
+        (sim, athena, dataset)
+    }
+
+    #[tokio::test]
+    async fn reads_a_case_with_officers_status_outcome_and_timeline() {
+        let (_sim, athena, _) = loaded().await;
+        let case = athena.read_case("42/00101/26").await.expect("read");
+        let d = &case.document;
+        assert_eq!(d["status"], "CSTS_0002");
+        assert_eq!(
+            d["outcome"],
+            json!({ "code": "14", "publicCategory": "unable-to-prosecute", "assignedAt": "2026-02-01T12:00:00Z" })
+        );
+        assert_eq!(d["officerInCharge"]["rank"], "RANK_0002");
+        assert_eq!(d["supervisor"]["officerId"], "OFF-1003");
+        assert_eq!(d["parties"][1]["guardianOf"], json!(["P-1001"]));
+        assert_eq!(d["timeline"][1]["type"], "allocated");
+        assert!(case.mapping.starts_with("athena-to-nmpp-case@"));
+        let missing = athena.read_case("42/99999/26").await.expect_err("404");
+        assert_eq!(
+            (missing.class, missing.status),
+            (ErrorClass::Rejected, Some(404))
+        );
+    }
+
+    #[tokio::test]
+    async fn read_faults_are_classified() {
+        let (sim, athena, _) = loaded().await;
+        sim.fail_next(1, 500);
+        assert_eq!(
+            athena
+                .read_case("42/00101/26")
+                .await
+                .expect_err("500")
+                .class,
+            ErrorClass::Upstream5xx
+        );
+        sim.malformed_next(1);
+        let e = athena.read_case("42/00101/26").await.expect_err("broken");
+        assert_eq!((e.class, e.status), (ErrorClass::Protocol, Some(200)));
+        sim.set_delay(Duration::from_millis(600));
+        let slow = client_with(AthenaConfig {
+            timeout_ms: 200,
+            ..AthenaConfig::new(sim.base_url())
+        });
+        assert_eq!(
+            slow.read_case("42/00101/26").await.expect_err("slow").class,
+            ErrorClass::Timeout
+        );
+        sim.set_delay(Duration::ZERO);
+        athena.read_case("42/00101/26").await.expect("recovers");
+    }
+
+    #[tokio::test]
+    async fn a_record_with_an_unknown_code_is_a_named_mapping_error_not_a_panic() {
+        let (sim, _, _) = loaded().await;
+        // A force whose rank table knows only PC and PS: Athena's DC is then an unknown code.
+        let override_spec = r#"
+id = "athena-to-nmpp-case"
+version = "1.0.1"
+extends = "athena-to-nmpp-case"
+
+[codes.force-rank]
+map = { PC = "RANK_0001", PS = "RANK_0003" }
+
+[[rule]]
+id = "officer.rank"
+to = "rank"
+from = "Rank"
+codes = "force-rank"
+"#;
+        let mappings = Arc::new(
+            mappings::Mappings::from_sources([("force/ranks.toml", override_spec)]).expect("loads"),
+        );
+        let athena =
+            AthenaClient::new(AthenaConfig::new(sim.base_url()), mappings).expect("config");
+        let error = athena
+            .read_case("42/00101/26")
+            .await
+            .expect_err("unknown rank");
+        assert_eq!(error.class, ErrorClass::Mapping, "{error}");
+        assert!(!error.is_retryable());
+        assert!(
+            error.message.contains("athena-to-nmpp-case@1.0.1"),
+            "{error}"
+        );
+        assert!(error.message.contains("/OfficerInCharge/Rank"), "{error}");
+        assert!(error.message.contains("force-rank"), "{error}");
+        // A record whose officers are a PC and a PS maps.
+        let ok = athena.read_case("42/00102/26").await;
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[tokio::test]
+    async fn writes_victim_contacts_tasks_and_contact_details_idempotently() {
+        let (sim, athena, _) = loaded().await;
+        let message = json!({
+            "modelVersion": "1.0.0", "messageId": "3f0f5a7e-8a4b-4f63-9a55-1d2c3b4a5e6f",
+            "crimeReference": "42/00101/26", "direction": "fromPublic",
+            "sentAt": "2026-01-08T18:22:05Z", "body": "Any news?", "officerId": "OFF-1001"
+        });
+        let prepared = athena
+            .prepare_write(&RecordWrite::VictimContact { message })
+            .expect("maps");
+        assert_eq!(prepared.operation, WriteOperation::VictimContact);
+        assert_eq!(prepared.crime_reference, "42/00101/26");
+        let first = athena.write(&prepared, &ctx("vc-1")).await.expect("logged");
+        assert_eq!((first.status, first.duplicate), (201, false));
+        assert_eq!(first.target_ref, "42/00101/26#1");
+        let again = athena.write(&prepared, &ctx("vc-1")).await.expect("repeat");
+        assert!(again.duplicate);
+        assert_eq!(
+            sim.record("42/00101/26").map(|r| r.contact_log.len()),
+            Some(1)
+        );
+
+        let task = json!({
+            "modelVersion": "1.0.0", "taskId": "7d7c1d8e-59b1-4b6f-8e0c-0c7f0e8a9b10",
+            "crimeReference": "42/00101/26", "type": "respondToMessage", "officerId": "OFF-1001"
+        });
+        let prepared = athena
+            .prepare_write(&RecordWrite::OfficerTask { task })
+            .expect("maps");
+        let receipt = athena
+            .write(&prepared, &ctx("task-1"))
+            .await
+            .expect("created");
+        assert_eq!(receipt.target_ref, "42/00101/26#T1");
+        assert_eq!(
+            sim.record("42/00101/26")
+                .map(|r| r.tasks[0].task_type.clone())
+                .as_deref(),
+            Some("RESPOND")
+        );
+
+        let change = json!({
+            "modelVersion": "1.0.0", "changeId": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+            "crimeReference": "42/00101/26", "partyId": "P-1002", "contactPreference": "CPNC_0001",
+            "contact": { "emails": [ { "address": "mick.new@example.org", "use": "personal" } ] }
+        });
+        let prepared = athena
+            .prepare_write(&RecordWrite::ContactDetails { change })
+            .expect("maps");
+        athena
+            .write(&prepared, &ctx("cd-1"))
+            .await
+            .expect("updated");
+        let case = athena.read_case("42/00101/26").await.expect("read");
+        assert_eq!(
+            case.document["parties"][1]["person"]["contactPreference"],
+            "CPNC_0001"
+        );
+        assert_eq!(
+            case.document["parties"][1]["contact"]["emails"][0]["address"],
+            "mick.new@example.org"
+        );
+
+        // Unknown code in a write: a named mapping error, nothing sent.
+        let bad = json!({ "modelVersion": "1.0.0", "taskId": "x", "crimeReference": "42/00101/26", "type": "makeTea" });
+        let error = athena
+            .prepare_write(&RecordWrite::OfficerTask { task: bad })
+            .expect_err("unknown type");
+        assert_eq!(error.class, ErrorClass::Mapping);
+        assert!(error.message.contains("athena-task-type"), "{error}");
+        // No crime reference: mapping error too.
+        let error = athena
+            .prepare_write(&RecordWrite::VictimContact { message: json!({}) })
+            .expect_err("no reference");
+        assert_eq!(error.class, ErrorClass::Mapping);
+        // Unknown record: rejected (404), not retryable.
+        let mut orphan = prepared.clone();
+        orphan.crime_reference = "42/99999/26".into();
+        let error = athena.write(&orphan, &ctx("cd-2")).await.expect_err("404");
+        assert_eq!(
+            (error.class, error.status),
+            (ErrorClass::Rejected, Some(404))
+        );
+        // A 503 is retryable and creates nothing.
+        sim.fail_next(1, 503);
+        let task = athena
+            .prepare_write(&RecordWrite::OfficerTask {
+                task: json!({ "modelVersion": "1.0.0", "taskId": "t2", "crimeReference": "42/00101/26", "type": "updateVictim" }),
+            })
+            .expect("maps");
+        assert!(
+            athena
+                .write(&task, &ctx("task-2"))
+                .await
+                .expect_err("503")
+                .is_retryable()
+        );
+        assert_eq!(sim.record("42/00101/26").map(|r| r.tasks.len()), Some(1));
+    }
+
+    #[tokio::test]
+    async fn the_change_feed_pages_and_hands_over_by_time() {
+        let (sim, athena, dataset) = loaded().await;
+        let all = athena.changes_since(None, 100).await.expect("feed");
+        assert_eq!(all.changes.len(), dataset.crimes.len());
+        assert!(
+            all.changes
+                .iter()
+                .all(|c| c.kind.as_deref() == Some("CREATED"))
+        );
+        let mut cursor: Option<ChangeCursor> = None;
+        let mut seen = 0;
+        loop {
+            let page = athena
+                .changes_since(cursor.as_ref(), 4)
+                .await
+                .expect("page");
+            seen += page.changes.len();
+            cursor = Some(page.next);
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!(seen, dataset.crimes.len());
+        let before = dataset::now_for_test();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        sim.apply(&Mutation::SetStatus {
+            crime_reference: "42/00103/26".into(),
+            status: "CSTS_0002".into(),
+            at: "2026-03-01T10:00:00Z".into(),
+        })
+        .expect("applied");
+        let next = athena
+            .changes_since(cursor.as_ref(), 100)
+            .await
+            .expect("next");
+        assert_eq!(next.changes.len(), 1);
+        assert_eq!(next.changes[0].kind.as_deref(), Some("STATUS"));
+        let from = athena.cursor_at(&before).await.expect("cursor at");
+        let since = athena.changes_since(Some(&from), 100).await.expect("since");
+        assert_eq!(since.changes.len(), 1, "{since:?}");
+        sim.malformed_next(1);
+        assert_eq!(
+            athena
+                .changes_since(None, 10)
+                .await
+                .expect_err("broken")
+                .class,
+            ErrorClass::Protocol
+        );
+        let wrong = ChangeCursor {
+            kind: "athena_dw".into(),
+            position: "x|1".into(),
+        };
+        assert_eq!(
+            athena
+                .changes_since(Some(&wrong), 10)
+                .await
+                .expect_err("wrong")
+                .class,
+            ErrorClass::Internal
+        );
+    }
+
+    mod dataset {
+        pub(super) fn now_for_test() -> String {
+            fixtures::dataset::now()
+        }
+    }
 }

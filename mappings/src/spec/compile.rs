@@ -114,10 +114,11 @@ pub(crate) fn compile(def: SpecDef) -> Result<Spec, SpecError> {
         Some(("jsonapi", _)) => SourceFormat::JsonApi,
         Some(("xml", _)) => SourceFormat::Xml,
         Some(("row", _)) => SourceFormat::Row,
+        Some(("rows", _)) => SourceFormat::Rows,
         Some((other, span)) => {
             return Err(top.error(
                 &span,
-                format!("unknown source format {other:?}: use json, jsonapi, xml or row"),
+                format!("unknown source format {other:?}: use json, jsonapi, xml, row or rows"),
             ));
         }
     };
@@ -673,6 +674,10 @@ impl Compiler<'_> {
                 })?;
                 match name.as_str() {
                     "join" => Ok(Transform::Join(text.to_owned())),
+                    "split" if text.is_empty() => {
+                        Err(o.error(span, "transform split: the separator must not be empty"))
+                    }
+                    "split" => Ok(Transform::Split(text.to_owned())),
                     "format" => match text.split_once("{}") {
                         Some((pre, post)) if !post.contains("{}") => {
                             Ok(Transform::Format(pre.to_owned(), post.to_owned()))
@@ -932,7 +937,7 @@ fn fill_consumed(rules: &mut [Rule]) {
                 if chain.root == root
                     && chain.steps.len() > steps.len()
                     && chain.steps[..steps.len()] == steps[..]
-                    && let Step::Key(k) = &chain.steps[steps.len()]
+                    && let Step::Key(k) | Step::Token(k) = &chain.steps[steps.len()]
                 {
                     consumed.insert(k.clone());
                 }
