@@ -273,17 +273,15 @@ fn print_banner(
     )?;
     writeln!(o, "  journal     {journal}")?;
     for (key, f) in &gw.state.config.forces {
-        let adapters::RecordSystemConfig::Athena(a) = &f.records;
-        let sim = gw
-            .athena_sim
-            .as_ref()
-            .is_some_and(|s| s.base_url() == a.base_url);
+        let desc = serde_json::to_value(&f.records).unwrap_or_default();
+        let kind = desc.get("type").and_then(|v| v.as_str()).unwrap_or("records");
+        let url = desc.get("base_url").and_then(|v| v.as_str()).unwrap_or("");
+        let sim = gw.athena_sim.as_ref().is_some_and(|s| s.base_url() == url);
         writeln!(
             o,
-            "  force       {key} ({}, iHub force {}) → athena at {}{}",
+            "  force       {key} ({}, iHub force {}) → {kind} at {url}{}",
             f.name,
             f.ihub_force_id,
-            a.base_url,
             if sim { " (in-process simulator)" } else { "" }
         )?;
     }

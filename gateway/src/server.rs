@@ -47,8 +47,9 @@ impl Gateway {
             None => None,
         };
         for (key, force) in &mut config.forces {
-            let RecordSystemConfig::Athena(a) = &mut force.records;
-            if a.base_url == SIM_ATHENA {
+            if let RecordSystemConfig::Athena(a) = &mut force.records
+                && a.base_url == SIM_ATHENA
+            {
                 let sim = athena_sim.as_ref().with_context(|| {
                     format!(
                         "forces.{key}.records.base_url is {SIM_ATHENA} but simulators.athena is \
