@@ -253,7 +253,11 @@ impl From<figment::Error> for ConfigError {
                     Some(figment::Source::File(p)) => format!(" (in {})", p.display()),
                     Some(_) | None => format!(" (from {})", m.name),
                 });
-                let key = if err.path.is_empty() { "configuration".into() } else { err.path.join(".") };
+                let key = if err.path.is_empty() {
+                    "configuration".into()
+                } else {
+                    err.path.join(".")
+                };
                 format!("{key}: {}{}", err.kind, origin.unwrap_or_default())
             })
             .collect();

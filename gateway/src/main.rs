@@ -274,7 +274,10 @@ fn print_banner(
     writeln!(o, "  journal     {journal}")?;
     for (key, f) in &gw.state.config.forces {
         let desc = serde_json::to_value(&f.records).unwrap_or_default();
-        let kind = desc.get("type").and_then(|v| v.as_str()).unwrap_or("records");
+        let kind = desc
+            .get("type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("records");
         let url = desc.get("base_url").and_then(|v| v.as_str()).unwrap_or("");
         let sim = gw.athena_sim.as_ref().is_some_and(|s| s.base_url() == url);
         writeln!(
