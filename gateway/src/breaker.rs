@@ -467,11 +467,13 @@ mod tests {
         let reg = Breakers::default();
         let kent = TargetKey::new("kent", "athena");
         let essex = TargetKey::new("essex", "athena");
-        reg.register(essex.clone(), settings());
+        reg.register(essex, settings());
         for _ in 0..3 {
-            reg.with(&kent, settings(), |b| ((), b.report(Verdict::Failed, false, t)));
+            reg.with(&kent, settings(), |b| {
+                ((), b.report(Verdict::Failed, false, t))
+            });
         }
-        assert_eq!(reg.refusing_claims(t), vec![kent.clone()]);
+        assert_eq!(reg.refusing_claims(t), vec![kent]);
         assert_eq!(reg.state("kent", "athena"), BreakerState::Open);
         assert_eq!(reg.state("essex", "athena"), BreakerState::Closed);
         assert_eq!(reg.state("norfolk", "athena"), BreakerState::Closed);

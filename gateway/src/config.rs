@@ -650,7 +650,10 @@ mod tests {
                 ordered_by_case = true
                 "#,
             )?;
-            jail.set_env("NMPP_GATEWAY__DELIVERY__TARGETS__ATHENA__BREAKER_OPEN_MS", "750");
+            jail.set_env(
+                "NMPP_GATEWAY__DELIVERY__TARGETS__ATHENA__BREAKER_OPEN_MS",
+                "750",
+            );
             let c = Config::load(Some(Path::new("gw.toml"))).map_err(|e| e.to_string())?;
             let athena = c.delivery.policy("athena");
             assert_eq!(athena.max_attempts, 3);
@@ -707,7 +710,13 @@ mod tests {
             assert!(err.contains(expected), "missing {expected:?} in {err}");
         }
         // The inherited backoff factor is reported once, under [delivery] only.
-        assert!(!err.contains("delivery.targets.athena.backoff_factor"), "{err}");
-        assert!(!err.contains("delivery.targets.athenna.backoff_factor"), "{err}");
+        assert!(
+            !err.contains("delivery.targets.athena.backoff_factor"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("delivery.targets.athenna.backoff_factor"),
+            "{err}"
+        );
     }
 }

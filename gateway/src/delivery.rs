@@ -196,10 +196,9 @@ impl Dispatcher {
         for (force, rt) in self.pipeline.forces() {
             let system = rt.records.name();
             systems.push(system);
-            self.pipeline.breakers().register(
-                TargetKey::new(force, system),
-                self.breaker_settings(system),
-            );
+            self.pipeline
+                .breakers()
+                .register(TargetKey::new(force, system), self.breaker_settings(system));
         }
         let ordered_targets = self.policy.ordered_targets(systems);
         let slots = Arc::new(Semaphore::new(self.policy.workers));
@@ -253,8 +252,8 @@ impl Dispatcher {
                     Admission::Wait { retry_at } => {
                         // Claimed just before the breaker refused it: put it back, charging no
                         // attempt.
-                        let until = OffsetDateTime::now_utc()
-                            + retry_at.saturating_duration_since(now);
+                        let until =
+                            OffsetDateTime::now_utc() + retry_at.saturating_duration_since(now);
                         if let Err(e) = self.journal.defer(item.id, &self.node, until).await {
                             // The lease expires and it is claimed again: nothing is lost.
                             metrics::counter!(m::JOURNAL_ERRORS, "op" => "defer").increment(1);

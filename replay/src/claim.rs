@@ -46,7 +46,12 @@ pub struct ClaimRequest {
 
 impl ClaimRequest {
     /// A plain claim: every target, no ordering.
-    pub fn new(owner: impl Into<String>, now: OffsetDateTime, lease: Duration, limit: usize) -> Self {
+    pub fn new(
+        owner: impl Into<String>,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: usize,
+    ) -> Self {
         Self {
             owner: owner.into(),
             now,

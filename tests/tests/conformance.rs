@@ -760,7 +760,7 @@ async fn search_filters_each_key_pages_and_counts(b: Backend) {
     }
     assert_eq!(seen.len(), all.len());
     let mut sorted = seen.clone();
-    sorted.sort_by(|a, b| b.0.cmp(&a.0));
+    sorted.sort_by_key(|b| std::cmp::Reverse(b.0));
     assert_eq!(
         seen.iter().map(|s| s.0).collect::<Vec<_>>(),
         sorted.iter().map(|s| s.0).collect::<Vec<_>>()
@@ -1193,7 +1193,10 @@ async fn skipped_targets_wait_and_defer_charges_no_attempt(b: Backend) {
     req.skip_targets = vec![TargetKey::new("kent", "athena")];
     assert_eq!(claimed(j, req).await, BTreeSet::from([essex, kent_storm]));
     // Skipped work was left alone: pending, unleased, no attempt; claimable once not skipped.
-    let got = j.claim(ClaimRequest::new("n1", t0, LEASE, 10)).await.unwrap();
+    let got = j
+        .claim(ClaimRequest::new("n1", t0, LEASE, 10))
+        .await
+        .unwrap();
     assert_eq!(
         got.iter().map(|w| w.id).collect::<BTreeSet<_>>(),
         BTreeSet::from([kent1, kent2])
@@ -1223,8 +1226,14 @@ async fn skipped_targets_wait_and_defer_charges_no_attempt(b: Backend) {
 
     // Due again at `until`: claimed with no attempt counted, and the first attempt is number 1.
     let due = until + time::Duration::seconds(1);
-    let got = j.claim(ClaimRequest::new("n2", due, LEASE, 10)).await.unwrap();
-    let w = got.iter().find(|w| w.id == kent1).expect("deferred work due again");
+    let got = j
+        .claim(ClaimRequest::new("n2", due, LEASE, 10))
+        .await
+        .unwrap();
+    let w = got
+        .iter()
+        .find(|w| w.id == kent1)
+        .expect("deferred work due again");
     assert_eq!(w.attempts, 0);
     j.record_attempt(
         kent1,

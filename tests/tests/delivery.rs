@@ -19,7 +19,11 @@ use std::time::Duration;
 
 /// The `athena` adapter's entry in `GET /health/ready`.
 async fn athena_health(api: &Api) -> Value {
-    let res = api.get("/health/ready").send().await.expect("GET /health/ready");
+    let res = api
+        .get("/health/ready")
+        .send()
+        .await
+        .expect("GET /health/ready");
     let doc: Value = res.json().await.expect("readiness is JSON");
     doc["adapters"]
         .as_array()
@@ -30,14 +34,18 @@ async fn athena_health(api: &Api) -> Value {
 
 /// Waits until the Athena breaker shows `state` in `/health/ready`.
 async fn breaker_becomes(api: &Api, state: &str, timeout: Duration) -> Value {
-    eventually(&format!("the athena breaker to be {state}"), timeout, || async {
-        let a = athena_health(api).await;
-        if a["breaker"] == state {
-            Ok(a)
-        } else {
-            Err(a.to_string())
-        }
-    })
+    eventually(
+        &format!("the athena breaker to be {state}"),
+        timeout,
+        || async {
+            let a = athena_health(api).await;
+            if a["breaker"] == state {
+                Ok(a)
+            } else {
+                Err(a.to_string())
+            }
+        },
+    )
     .await
 }
 
@@ -180,10 +188,18 @@ async fn a_long_outage_opens_the_breaker_and_everything_is_delivered_after_it() 
     // After each open period the breaker goes half-open, lets one probe through, the probe is
     // refused and it opens again (half-open lasts only as long as a refused connection, too
     // short to poll for, so the log tells): the outage goes on for several open periods.
-    eventually("the breaker to reopen twice after probes", secs(60), || async {
-        let n = gw.stderr_log().matches("circuit breaker opened").count();
-        if n >= 3 { Ok(()) } else { Err(format!("opened {n} times")) }
-    })
+    eventually(
+        "the breaker to reopen twice after probes",
+        secs(60),
+        || async {
+            let n = gw.stderr_log().matches("circuit breaker opened").count();
+            if n >= 3 {
+                Ok(())
+            } else {
+                Err(format!("opened {n} times"))
+            }
+        },
+    )
     .await;
     assert_eq!(
         api.exchanges("status=parked&limit=1000").await.len(),

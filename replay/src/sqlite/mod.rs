@@ -14,7 +14,7 @@ mod read;
 mod write;
 
 use crate::{
-    AcceptOutcome, Attempt, AuditEvent, AuditRecord, ExchangeDetail, ExchangeFilter,
+    AcceptOutcome, Attempt, AuditEvent, AuditRecord, ClaimRequest, ExchangeDetail, ExchangeFilter,
     ExchangeSummary, HoldTarget, Journal, JournalError, JournalStats, LegalHold, NewReplayJob,
     OpenOptions, Page, Prepared, ReplayJob, ReplayOptions, ReplayStep, Result, RetentionPolicy,
     RetentionReport, StoredPayloads, Transition, WorkItem,
