@@ -248,3 +248,57 @@ async fn a_long_outage_opens_the_breaker_and_everything_is_delivered_after_it() 
         assert!(log.contains(line), "{line:?} not logged");
     }
 }
+
+/// An Online Crime Report in case `case` (its `customerReferenceNumber`).
+fn in_case(case: &str) -> Value {
+    let mut doc = sdm::online_crime_report();
+    sdm::submission_mut(&mut doc)["attributes"]["customerReferenceNumber"] =
+        Value::String(case.to_owned());
+    doc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_target_gets_each_case_in_order_and_a_parked_one_does_not_block() {
+    let sim = AthenaSim::start(AthenaSimOptions::default()).await.unwrap();
+    let mut gw = ProcessGateway::with_config(&sim.base_url(), |c| {
+        c.delivery.targets.insert(
+            "athena".into(),
+            TargetOverride {
+                ordered_by_case: Some(true),
+                ..TargetOverride::default()
+            },
+        );
+    });
+    gw.start().await;
+    let api = gw.api();
+    let case = format!("TYA-{}", uuid::Uuid::new_v4().simple());
+
+    // The first of the case fails three times before it is delivered; the second, journalled
+    // after it, is not tried until then (had it been, it would have met one of the faults).
+    sim.fail_next(3, 503);
+    let first_doc = in_case(&case);
+    let first = api.submit_ok(&first_doc).await.exchange_id;
+    let second_doc = in_case(&case);
+    let second = api.submit_ok(&second_doc).await.exchange_id;
+    let a = api.wait_for_status(&first, "delivered", secs(30)).await;
+    let b = api.wait_for_status(&second, "delivered", secs(30)).await;
+    assert_eq!(a["attemptCount"], 4, "{a:#}");
+    assert_eq!(b["attemptCount"], 1, "{b:#}");
+    assert_eq!(sim.stats().faults_served, 3);
+    let ra = sim.record_by_key(&sdm::submission_id(&first_doc)).unwrap();
+    let rb = sim.record_by_key(&sdm::submission_id(&second_doc)).unwrap();
+    assert!(ra.created_at <= rb.created_at, "delivered out of order");
+
+    // The next of the case is rejected (poison) and parked: parked exchanges never block, so
+    // the one after it is delivered, at its first attempt.
+    let case2 = format!("TYA-{}", uuid::Uuid::new_v4().simple());
+    sim.reject_next(1, 422);
+    let poison = api.submit_ok(&in_case(&case2)).await.exchange_id;
+    let after_doc = in_case(&case2);
+    let after = api.submit_ok(&after_doc).await.exchange_id;
+    let p = api.wait_for_status(&poison, "parked", secs(30)).await;
+    assert_eq!(p["lastErrorClass"], "rejected");
+    let d = api.wait_for_status(&after, "delivered", secs(30)).await;
+    assert_eq!(d["attemptCount"], 1, "{d:#}");
+    assert!(sim.record_by_key(&sdm::submission_id(&after_doc)).is_some());
+}
