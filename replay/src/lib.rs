@@ -6,6 +6,8 @@
 //!
 //! Layout:
 //! - [`model`] — the records and filters;
+//! - [`ClaimRequest`] — how a delivery node claims work: targets to skip (open circuit
+//!   breakers) and targets that need each case in order;
 //! - [`audit`] — the audit hash chain and its verifier;
 //! - [`sqlite`] — the embedded backend (WAL, `synchronous=FULL`, group commit);
 //! - [`postgres`] — the production backend for several nodes (deadpool-postgres, group commit
