@@ -252,6 +252,9 @@ impl Dispatcher {
                     Admission::Wait { retry_at } => {
                         // Claimed just before the breaker refused it: put it back, charging no
                         // attempt.
+                        metrics::counter!(m::DEFERRED_TOTAL, "force" => item.force.clone(),
+                            "target" => item.target_system.clone())
+                        .increment(1);
                         let until =
                             OffsetDateTime::now_utc() + retry_at.saturating_duration_since(now);
                         if let Err(e) = self.journal.defer(item.id, &self.node, until).await {

@@ -69,6 +69,27 @@ async fn breaker_gauge(api: &Api) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The value of counter `name` for the test force's Athena in `/metrics` (0 when absent).
+async fn athena_counter(api: &Api, name: &str) -> f64 {
+    let text = api
+        .get("/metrics")
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find(|l| {
+            l.starts_with(&format!("{name}{{"))
+                && l.contains(&format!("force=\"{}\"", nmpp_tests::FORCE))
+                && l.contains("target=\"athena\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// An Online Crime Report that Athena rejects (422, `INVALID_FORMAT`): the victim's email is not
 /// an address. The gateway accepts it (the SDM allows any string) and the mapping carries it
 /// through, so only the target can refuse it — a poison exchange.
@@ -205,6 +226,12 @@ async fn a_long_outage_opens_the_breaker_and_everything_is_delivered_after_it() 
         api.exchanges("status=parked&limit=1000").await.len(),
         0,
         "the outage parks nothing"
+    );
+    // Half-open, the dispatcher claimed more of the target's due work than the one probe it
+    // lets through, and put the rest back uncharged.
+    assert!(
+        athena_counter(&api, "gateway_delivery_deferred_total").await > 0.0,
+        "nothing was put back by the half-open breaker"
     );
 
     // Athena is back. The next probe succeeds and closes the breaker; everything flows.
