@@ -7,7 +7,7 @@
 //!   metrics);
 //! - [`api`] — handlers: iHub Standard API, operations, health, docs;
 //! - [`delivery`] — the pipeline that maps and delivers journalled exchanges, with retries and
-//!   parking;
+//!   parking; [`breaker`] — the circuit breaker of each target;
 //! - [`auth`], [`error`], [`metrics`], [`openapi`], [`audit`] — cross-cutting pieces;
 //! - [`server`] — assembling and running a gateway (used by `serve` and by tests);
 //! - [`cli`] — the operator commands of the `nmpp-gateway` binary.
@@ -16,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod breaker;
 pub mod cli;
 pub mod config;
 pub mod delivery;
