@@ -54,6 +54,8 @@ pub struct Inner {
     pub work_ready: Arc<Notify>,
     /// Prometheus exposition.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The audit ledger: checkpoints, export, sink status.
+    pub ledger: Arc<crate::ledger::AuditLedger>,
 }
 
 /// Per-request facts gathered by the gatekeeper, available to handlers as an extension.

@@ -9,6 +9,7 @@
 //! - [`delivery`] — the pipeline that maps and delivers journalled exchanges, with retries and
 //!   parking;
 //! - [`auth`], [`error`], [`metrics`], [`openapi`], [`audit`] — cross-cutting pieces;
+//! - [`ledger`] — the audit ledger at run time: checkpoint signing, auditor export, audit sinks;
 //! - [`server`] — assembling and running a gateway (used by `serve` and by tests);
 //! - [`cli`] — the operator commands of the `nmpp-gateway` binary.
 
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod ledger;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
