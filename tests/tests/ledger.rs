@@ -67,8 +67,12 @@ async fn export_verifies_and_every_tampered_copy_is_named() {
 
     let lines = csv_lines(&full);
     assert!(lines.len() > 10, "only {} rows", lines.len());
-    // Row i (1-based after the header) is record i.
-    let victim = lines.len() / 2;
+    // Row i (1-based after the header) is record i. The victim: a record of the test client's,
+    // neither the first nor the last.
+    let victim = (lines.len() / 2..lines.len() - 1)
+        .chain(2..lines.len() / 2)
+        .find(|&i| lines[i].contains(",test-client,"))
+        .expect("a record by the test client");
     assert!(lines[victim].starts_with(&format!("{victim},")));
 
     // Edit a column an auditor reads (the actor), keeping the stored leaf hash.
