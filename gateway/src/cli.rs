@@ -317,7 +317,11 @@ pub async fn audit_export(
     ev.role = "auditor".into();
     ev.object_type = Some("audit_bundle".into());
     ev.force.clone_from(&args.filter.force);
-    ev.detail = Some(export_detail(args.format, &args.filter, result.as_ref().ok()));
+    ev.detail = Some(export_detail(
+        args.format,
+        &args.filter,
+        result.as_ref().ok(),
+    ));
     if result.is_err() {
         ev.result = "failure".into();
     }
@@ -328,7 +332,11 @@ pub async fn audit_export(
         out,
         "exported {} record(s) of {} (tree size {}, {} checkpoint(s)) to {}",
         m.records,
-        if m.full { "the whole ledger" } else { "a filtered ledger" },
+        if m.full {
+            "the whole ledger"
+        } else {
+            "a filtered ledger"
+        },
         m.tree_size,
         m.checkpoints,
         args.out.display()

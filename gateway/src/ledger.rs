@@ -8,8 +8,7 @@
 
 use crate::config::AuditConfig;
 use adapters::sink::{
-    AuditSinkConfig, QuarantinedRecord, SinkDriver, SinkJournal, SinkRecord, SinkState,
-    SinkStatus,
+    AuditSinkConfig, QuarantinedRecord, SinkDriver, SinkJournal, SinkRecord, SinkState, SinkStatus,
 };
 use adapters::{AdapterError, ErrorClass};
 use anyhow::Context;
@@ -424,11 +423,13 @@ fn record_metrics(s: &SinkStatus) {
     let sink = s.sink.clone();
     metrics::gauge!(m::AUDIT_SINK_DELIVERED_THROUGH, "sink" => sink.clone())
         .set(s.delivered_through as f64);
-    metrics::gauge!(m::AUDIT_SINK_READ_THROUGH, "sink" => sink.clone())
-        .set(s.read_through as f64);
+    metrics::gauge!(m::AUDIT_SINK_READ_THROUGH, "sink" => sink.clone()).set(s.read_through as f64);
     metrics::gauge!(m::AUDIT_SINK_QUARANTINED, "sink" => sink.clone()).set(s.quarantined as f64);
-    metrics::gauge!(m::AUDIT_SINK_UP, "sink" => sink)
-        .set(if s.state == SinkState::Running { 1.0 } else { 0.0 });
+    metrics::gauge!(m::AUDIT_SINK_UP, "sink" => sink).set(if s.state == SinkState::Running {
+        1.0
+    } else {
+        0.0
+    });
 }
 
 /// The audit ledger as a sink's stream: records in sequence order, checkpoint announcements

@@ -116,14 +116,15 @@ pub(crate) fn leaf_of(seq: u64, event: &AuditEvent) -> Result<Hash> {
 
 /// Parses a stored frontier.
 pub(crate) fn frontier_from(bytes: &[u8]) -> Result<Frontier> {
-    Frontier::from_bytes(bytes)
-        .map_err(|e| JournalError::Corrupt(format!("ledger frontier: {e}")))
+    Frontier::from_bytes(bytes).map_err(|e| JournalError::Corrupt(format!("ledger frontier: {e}")))
 }
 
 /// Checks a checkpoint against the ledger head it is stored under and the newest stored one.
 pub(crate) fn check_checkpoint(cp: &NewCheckpoint, head_size: u64, newest: u64) -> Result<()> {
     if cp.size == 0 {
-        return Err(JournalError::Invalid("checkpoint size: must be at least 1".into()));
+        return Err(JournalError::Invalid(
+            "checkpoint size: must be at least 1".into(),
+        ));
     }
     if cp.size > head_size {
         return Err(JournalError::Invalid(format!(

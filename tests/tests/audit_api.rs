@@ -50,7 +50,11 @@ async fn export_is_for_auditors_and_the_bundle_verifies_offline() {
         .unwrap();
     assert_eq!(anon.status(), 401);
     for who in [OPERATOR, IHUB] {
-        let res = client(&gw, who).get("/v1/audit/export").send().await.unwrap();
+        let res = client(&gw, who)
+            .get("/v1/audit/export")
+            .send()
+            .await
+            .unwrap();
         let doc = error_document(res, 403).await;
         assert!(doc.to_string().contains("auditor"), "{doc}");
     }
@@ -61,14 +65,20 @@ async fn export_is_for_auditors_and_the_bundle_verifies_offline() {
         .await
         .unwrap();
     let doc = error_document(res, 400).await;
-    assert!(doc.to_string().contains("format: expected csv or jsonl"), "{doc}");
+    assert!(
+        doc.to_string().contains("format: expected csv or jsonl"),
+        "{doc}"
+    );
     let res = auditor
         .get("/v1/audit/export?from=yesterday")
         .send()
         .await
         .unwrap();
     let doc = error_document(res, 400).await;
-    assert!(doc.to_string().contains("from: not an RFC 3339 date-time"), "{doc}");
+    assert!(
+        doc.to_string().contains("from: not an RFC 3339 date-time"),
+        "{doc}"
+    );
 
     // The bundle, written out file by file, verifies with the binary.
     let res = auditor.get("/v1/audit/export").send().await.unwrap();
@@ -97,7 +107,10 @@ async fn export_is_for_auditors_and_the_bundle_verifies_offline() {
     // The key in the bundle is the one the checkpoints endpoint publishes.
     let cps = auditor.get_json("/v1/audit/checkpoints").await;
     let key = cps["meta"]["publicKey"].as_str().unwrap();
-    assert_eq!(files["public-key.txt"].as_str().unwrap().lines().next(), Some(key));
+    assert_eq!(
+        files["public-key.txt"].as_str().unwrap().lines().next(),
+        Some(key)
+    );
     let sizes: Vec<u64> = cps["data"]
         .as_array()
         .unwrap()
@@ -107,7 +120,9 @@ async fn export_is_for_auditors_and_the_bundle_verifies_offline() {
     assert!(sizes.contains(&tree_size), "{sizes:?}");
 
     // The export was audited with its id; the refused attempts as denied.
-    let log = auditor.get_json("/v1/logs/audit?operation=audit.export").await;
+    let log = auditor
+        .get_json("/v1/logs/audit?operation=audit.export")
+        .await;
     let rows = log["data"].as_array().unwrap();
     let ok_row = rows
         .iter()
@@ -134,10 +149,7 @@ async fn logs_are_queried_by_correlation_actor_outcome_and_paged() {
     let gw = start().await;
     let api = gw.api();
     let corr = "corr-audit-api-7";
-    let res = api
-        .submit(&sdm::online_crime_report())
-        .await
-        .unwrap();
+    let res = api.submit(&sdm::online_crime_report()).await.unwrap();
     assert_eq!(res.status(), 201);
     for _ in 0..3 {
         let res = api
@@ -172,7 +184,10 @@ async fn logs_are_queried_by_correlation_actor_outcome_and_paged() {
         .iter()
         .map(|r| r["id"].as_str().unwrap().parse().unwrap())
         .collect();
-    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
 
     let denied = auditor.get_json("/v1/logs/audit?outcome=denied").await;
     let rows = denied["data"].as_array().unwrap();
@@ -208,7 +223,11 @@ async fn logs_are_queried_by_correlation_actor_outcome_and_paged() {
         ))
         .await;
     assert_eq!(il["data"].as_array().unwrap().len(), 1, "{il}");
-    let res = ops.get("/v1/logs/integration?outcome=lost").send().await.unwrap();
+    let res = ops
+        .get("/v1/logs/integration?outcome=lost")
+        .send()
+        .await
+        .unwrap();
     let doc = error_document(res, 400).await;
     assert!(doc.to_string().contains("outcome: expected"), "{doc}");
     // The audit log is for auditors only.

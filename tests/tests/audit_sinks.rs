@@ -4,12 +4,12 @@
 //! (and the signed checkpoints) reaches both, duplicates only under the same EventUid. A restart
 //! resumes from the stored cursors on the same HEC channel.
 
+use adapters::sentinel::SentinelConfig;
 use adapters::sink::{AuditSinkConfig, DriverConfig};
 use adapters::splunk_hec::SplunkHecConfig;
-use adapters::sentinel::SentinelConfig;
 use fixtures::hec::{HecSim, HecSimOptions};
 use fixtures::sentinel::{SentinelSim, SentinelSimOptions};
-use nmpp_tests::{Api, API_KEY, API_SECRET, eventually, secs, test_config};
+use nmpp_tests::{API_KEY, API_SECRET, Api, eventually, secs, test_config};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -141,7 +141,13 @@ async fn sink_states(base_url: &str) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| format!("{}={}", s["sink"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .map(|s| {
+            format!(
+                "{}={}",
+                s["sink"].as_str().unwrap(),
+                s["status"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -218,9 +224,15 @@ async fn sinks_lose_nothing_through_an_outage_and_resume_after_a_restart() {
     .await;
     assert!(ledger.len() >= 90, "{} records", ledger.len());
     let known: BTreeSet<&String> = ledger.iter().map(|(_, u)| u).collect();
-    for (name, got) in [("hec", hec.uid_counts()), ("sentinel", sentinel.uid_counts())] {
+    for (name, got) in [
+        ("hec", hec.uid_counts()),
+        ("sentinel", sentinel.uid_counts()),
+    ] {
         for uid in got.keys() {
-            assert!(known.contains(uid), "{name} holds {uid}, which the ledger does not");
+            assert!(
+                known.contains(uid),
+                "{name} holds {uid}, which the ledger does not"
+            );
         }
     }
     // Checkpoints were forwarded too.
@@ -252,6 +264,10 @@ async fn sinks_lose_nothing_through_an_outage_and_resume_after_a_restart() {
         }
     })
     .await;
-    assert_eq!(hec.channels(), vec![channel], "the channel survives the restart");
+    assert_eq!(
+        hec.channels(),
+        vec![channel],
+        "the channel survives the restart"
+    );
     gw.stop().await;
 }

@@ -1400,9 +1400,12 @@ mod ledger_bodies {
             t.await.unwrap();
         }
         parked(j, "kent", "ledger-1").await;
-        j.replay(parked(j, "essex", "ledger-2").await, event("exchange.replay"))
-            .await
-            .unwrap();
+        j.replay(
+            parked(j, "essex", "ledger-2").await,
+            event("exchange.replay"),
+        )
+        .await
+        .unwrap();
         let head = j.ledger_head().await.unwrap();
         let all = leaves(j).await;
         assert_eq!(head.size(), j.stats().await.unwrap().audit_records);
@@ -1441,7 +1444,10 @@ mod ledger_bodies {
             )
             .await
             .unwrap();
-        assert_eq!(seq, 6, "the announcing record is appended after the tree it signs");
+        assert_eq!(
+            seq, 6,
+            "the announcing record is appended after the tree it signs"
+        );
         let rec = &j.audit_records(6, 1).await.unwrap()[0];
         assert_eq!(rec.event.action, CHECKPOINT_ACTION);
         assert_eq!(rec.event.object_id.as_deref(), Some("5"));
@@ -1501,7 +1507,11 @@ mod ledger_bodies {
         let again = b.open_another().await;
         let hec = again.sink_cursor("hec").await.unwrap().unwrap();
         assert_eq!(hec.delivered_through, 10, "a cursor never moves backwards");
-        assert_eq!(hec.channel.as_deref(), Some("chan-1"), "the channel is kept");
+        assert_eq!(
+            hec.channel.as_deref(),
+            Some("chan-1"),
+            "the channel is kept"
+        );
         let sentinel = again.sink_cursor("sentinel").await.unwrap().unwrap();
         assert_eq!((sentinel.delivered_through, sentinel.channel), (3, None));
         let q = SinkQuarantine {
@@ -1543,7 +1553,10 @@ mod ledger_bodies {
             p.items.iter().map(|r| r.seq).collect()
         };
         // Newest first.
-        let all = j.search_audit(&AuditQuery::default(), None, 100).await.unwrap();
+        let all = j
+            .search_audit(&AuditQuery::default(), None, 100)
+            .await
+            .unwrap();
         assert_eq!(seqs(&all), (1..=30).rev().collect::<Vec<_>>());
         assert_eq!(all.next, None);
         let alice = q(|q| q.actor = Some("alice".into()));
@@ -1574,7 +1587,10 @@ mod ledger_bodies {
         let mut got = Vec::new();
         let mut before = None;
         loop {
-            let p = j.search_audit(&AuditQuery::default(), before, 12).await.unwrap();
+            let p = j
+                .search_audit(&AuditQuery::default(), before, 12)
+                .await
+                .unwrap();
             got.extend(seqs(&p));
             match p.next {
                 Some(n) => before = Some(n as u64),
@@ -1602,12 +1618,16 @@ mod ledger_bodies {
         ] {
             let err = client.batch_execute(sql).await.unwrap_err();
             assert!(
-                err.to_string().contains("append-only") || format!("{err:?}").contains("append-only"),
+                err.to_string().contains("append-only")
+                    || format!("{err:?}").contains("append-only"),
                 "{sql}: {err:?}"
             );
         }
         assert_eq!(j.audit_records(1, 10).await.unwrap().len(), 3);
-        assert_eq!(j.audit_records(2, 1).await.unwrap()[0].event.actor, "tester");
+        assert_eq!(
+            j.audit_records(2, 1).await.unwrap()[0].event.actor,
+            "tester"
+        );
         assert_eq!(verify_chain(j).await, 3);
     }
 }

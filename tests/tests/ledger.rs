@@ -185,7 +185,10 @@ async fn filtered_and_jsonl_exports_verify_with_inclusion_proofs() {
         "{bad:?}"
     );
     let bad = export(&gw, &gw.dir.path().join("y"), &["--format", "xlsx"]).await;
-    assert!(bad.stderr.contains("--format: expected csv or jsonl"), "{bad:?}");
+    assert!(
+        bad.stderr.contains("--format: expected csv or jsonl"),
+        "{bad:?}"
+    );
     // A non-empty directory is refused rather than overwritten.
     let again = export(&gw, &dir, &[]).await;
     assert!(!again.status.success());

@@ -229,7 +229,8 @@ pub(crate) async fn export(
     };
     let files = files.map_err(|e| ApiError::internal(&e))?;
     let detail = crate::cli::export_detail(format, &filter, Some(&done));
-    let manifest = serde_json::to_value(&done.summary.manifest).map_err(|e| ApiError::internal(&e))?;
+    let manifest =
+        serde_json::to_value(&done.summary.manifest).map_err(|e| ApiError::internal(&e))?;
     let body = BundleDocument {
         data: BundleResource {
             kind: "auditBundle",
@@ -446,7 +447,8 @@ pub(crate) async fn audit_log(
     let page = st.journal.search_audit(&query, q.cursor, limit).await?;
     let mut data = Vec::with_capacity(page.items.len());
     for rec in &page.items {
-        let entry = replay::ledger::AuditEntry::from_record(rec).map_err(|e| ApiError::internal(&e))?;
+        let entry =
+            replay::ledger::AuditEntry::from_record(rec).map_err(|e| ApiError::internal(&e))?;
         let leaf = entry.leaf_hash().map_err(|e| ApiError::internal(&e))?;
         let mut attributes = serde_json::to_value(&entry).map_err(|e| ApiError::internal(&e))?;
         attributes["LeafHash"] = hex::encode(leaf).into();

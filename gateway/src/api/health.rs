@@ -125,10 +125,16 @@ pub(crate) async fn ready(State(st): State<AppState>) -> impl IntoResponse {
         }
     });
     let adapters = futures::future::join_all(checks).await;
-    let audit_sinks: Vec<SinkHealth> = st.ledger.sink_status().into_iter().map(sink_health).collect();
+    let audit_sinks: Vec<SinkHealth> = st
+        .ledger
+        .sink_status()
+        .into_iter()
+        .map(sink_health)
+        .collect();
     let (code, status) = if journal.status != "up" {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-    } else if adapters.iter().any(|a| a.status != "up") || audit_sinks.iter().any(|s| s.status != "up")
+    } else if adapters.iter().any(|a| a.status != "up")
+        || audit_sinks.iter().any(|s| s.status != "up")
     {
         (StatusCode::OK, "degraded")
     } else {

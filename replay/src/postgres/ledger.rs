@@ -92,10 +92,7 @@ pub(super) async fn add_checkpoint(
         .map_err(pg)?;
     let frontier = frontier_from(row.get::<_, &[u8]>(0))?;
     let newest = tx
-        .query_one(
-            "SELECT coalesce(max(size), 0) FROM ledger_checkpoints",
-            &[],
-        )
+        .query_one("SELECT coalesce(max(size), 0) FROM ledger_checkpoints", &[])
         .await
         .map_err(pg)?
         .get::<_, i64>(0) as u64;

@@ -66,7 +66,6 @@ pub(crate) struct Head {
     pub(crate) frontier: Frontier,
 }
 
-
 pub(crate) type Finish = Box<dyn FnOnce(Option<JournalError>) + Send>;
 
 /// A generic write: given the batch transaction and the audit head (or why the batch could not
