@@ -296,10 +296,10 @@ pub async fn audit_export(
         Box::new(move |p: &replay::ledger::Progress| {
             bar.set_length(p.total);
             bar.set_position(p.read);
-            if p.read % 1024 == 0 || p.read == p.total {
+            if p.read.is_multiple_of(1024) || p.read == p.total {
                 bar.set_message(p.exported.to_string());
             }
-        }) as Box<dyn FnMut(&replay::ledger::Progress) + Send>
+        }) as crate::ledger::ProgressFn
     });
     let result = ledger
         .export(

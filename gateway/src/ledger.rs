@@ -102,6 +102,9 @@ impl std::fmt::Debug for AuditLedger {
     }
 }
 
+/// A progress callback for [`AuditLedger::export`] (called after every record read).
+pub type ProgressFn = Box<dyn FnMut(&Progress) + Send>;
+
 /// What an export wrote.
 #[derive(Debug, Clone)]
 pub struct ExportOutcome {
@@ -248,7 +251,7 @@ impl AuditLedger {
         format: RecordFormat,
         filter: ExportFilter,
         exported_by: &str,
-        progress: Option<Box<dyn FnMut(&Progress) + Send>>,
+        progress: Option<ProgressFn>,
     ) -> anyhow::Result<ExportOutcome> {
         self.checkpoint()
             .await
@@ -383,7 +386,7 @@ pub struct SinkTask {
 /// `shutdown` is cancelled, committing what was confirmed.
 pub fn run_sinks(
     tasks: Vec<SinkTask>,
-    journal: Arc<dyn Journal>,
+    journal: &Arc<dyn Journal>,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = Vec::new();

@@ -159,7 +159,7 @@ pub async fn run(
     } = gateway;
     let dispatch = tokio::spawn(dispatcher.run(shutdown.clone()));
     let checkpointer = tokio::spawn(state.ledger.clone().run_checkpointer(shutdown.clone()));
-    let sink_tasks = crate::ledger::run_sinks(sinks, state.journal.clone(), &shutdown);
+    let sink_tasks = crate::ledger::run_sinks(sinks, &state.journal, &shutdown);
     let router = crate::app(state).layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
         use axum::response::IntoResponse;
         crate::error::ApiError::internal(&"handler panicked").into_response()
