@@ -370,6 +370,7 @@ fn print_banner(
         "  docs        {base}/docs  (sign in with an API key and secret)"
     )?;
     writeln!(o, "  openapi     {base}/openapi/v1.json")?;
+    writeln!(o, "  audit key   {}", gw.state.ledger.verifier())?;
     writeln!(o, "  health      {base}/health/ready")?;
     if let Some(d) = demo {
         std::fs::create_dir_all("data").ok();
