@@ -9,6 +9,7 @@
 //! - [`delivery`] — the pipeline that maps and delivers journalled exchanges, with retries and
 //!   parking; [`breaker`] — the circuit breaker of each target;
 //! - [`auth`], [`error`], [`metrics`], [`openapi`], [`audit`] — cross-cutting pieces;
+//! - [`ledger`] — the audit ledger at run time: checkpoint signing, auditor export, audit sinks;
 //! - [`server`] — assembling and running a gateway (used by `serve` and by tests);
 //! - [`cli`] — the operator commands of the `nmpp-gateway` binary.
 
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod ledger;
 pub mod metrics;
 pub mod openapi;
 pub mod server;

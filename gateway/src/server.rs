@@ -29,6 +29,8 @@ pub struct Gateway {
     dispatcher: Arc<Dispatcher>,
     /// The in-process Athena simulator, when configured.
     pub athena_sim: Option<AthenaSim>,
+    /// Audit sink drivers, started by [`run`].
+    sinks: Vec<crate::ledger::SinkTask>,
 }
 
 impl Gateway {
@@ -108,6 +110,13 @@ impl Gateway {
             node,
             work_ready.clone(),
         ));
+        let signer = crate::ledger::load_signer(&config.audit)?;
+        let ledger = Arc::new(crate::ledger::AuditLedger::new(
+            journal.clone(),
+            signer,
+            &config.audit,
+        )?);
+        let sinks = ledger.build_sinks(&config.audit.sinks).await?;
         let state = AppState(Arc::new(Inner {
             config: Arc::new(config),
             journal,
@@ -116,11 +125,13 @@ impl Gateway {
             pipeline,
             work_ready,
             metrics: crate::metrics::handle(),
+            ledger,
         }));
         Ok(Self {
             state,
             dispatcher,
             athena_sim,
+            sinks,
         })
     }
 }
@@ -144,8 +155,11 @@ pub async fn run(
         state,
         dispatcher,
         athena_sim,
+        sinks,
     } = gateway;
     let dispatch = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let checkpointer = tokio::spawn(state.ledger.clone().run_checkpointer(shutdown.clone()));
+    let sink_tasks = crate::ledger::run_sinks(sinks, &state.journal, &shutdown);
     let router = crate::app(state).layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
         use axum::response::IntoResponse;
         crate::error::ApiError::internal(&"handler panicked").into_response()
@@ -159,6 +173,10 @@ pub async fn run(
     .await?;
     shutdown.cancel();
     let _ = dispatch.await;
+    let _ = checkpointer.await;
+    for t in sink_tasks {
+        let _ = t.await;
+    }
     if let Some(sim) = athena_sim {
         sim.shutdown().await;
     }
