@@ -9,6 +9,7 @@
 //! - [`delivery`] — the pipeline that maps and delivers journalled exchanges, with retries and
 //!   parking;
 //! - [`auth`], [`error`], [`metrics`], [`openapi`], [`audit`] — cross-cutting pieces;
+//! - [`jobs`] — bulk replay jobs and retention, worked in the server through the journal;
 //! - [`server`] — assembling and running a gateway (used by `serve` and by tests);
 //! - [`cli`] — the operator commands of the `nmpp-gateway` binary.
 
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod server;

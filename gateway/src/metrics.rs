@@ -18,6 +18,8 @@ pub const REQUEST_SECONDS: &str = "gateway_http_request_duration_seconds";
 pub const ADAPTER_ERRORS: &str = "adapter_errors_total";
 /// Journal write failures by operation.
 pub const JOURNAL_ERRORS: &str = "gateway_journal_errors_total";
+/// Children created by bulk replay jobs on this node.
+pub const REPLAYED_TOTAL: &str = "gateway_bulk_replayed_total";
 
 /// The process-wide Prometheus handle (installed on first use).
 pub fn handle() -> PrometheusHandle {
