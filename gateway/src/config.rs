@@ -613,8 +613,13 @@ mod tests {
         assert!(parse_period("0d").is_err());
         assert!(parse_period("5w").unwrap_err().contains("unknown unit"));
         c.retention.forces.clear();
-        c.retention.forces.insert("nowhere".into(), ForceRetention::default());
+        c.retention
+            .forces
+            .insert("nowhere".into(), ForceRetention::default());
         let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("retention.forces.nowhere: unknown force"), "{err}");
+        assert!(
+            err.contains("retention.forces.nowhere: unknown force"),
+            "{err}"
+        );
     }
 }

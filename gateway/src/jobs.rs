@@ -231,7 +231,11 @@ pub async fn retention_loop(
         }
         let now = time::OffsetDateTime::now_utc();
         match journal
-            .apply_retention(&policies, now, retention_audit("system:retention", "system"))
+            .apply_retention(
+                &policies,
+                now,
+                retention_audit("system:retention", "system"),
+            )
             .await
         {
             Ok(r) => tracing::info!(

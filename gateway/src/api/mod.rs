@@ -3,6 +3,7 @@
 pub mod docs;
 pub mod health;
 pub mod incidents;
+pub mod jobs;
 pub mod ops;
 
 use crate::error::ApiError;
