@@ -58,68 +58,6 @@ fn cli_event(
     }
 }
 
-/// `exchanges list`.
-pub async fn list(
-    j: &dyn Journal,
-    status: Option<Status>,
-    limit: Option<usize>,
-    json: bool,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let filter = ExchangeFilter {
-        status,
-        ..Default::default()
-    };
-    let mut rows: Vec<ExchangeSummary> = Vec::new();
-    let mut cursor = None;
-    loop {
-        let want = limit.map_or(1000, |l| (l - rows.len()).min(1000));
-        if want == 0 {
-            break;
-        }
-        let page = j.list(&filter, cursor, want).await?;
-        rows.extend(page.items);
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    j.audit(cli_event(
-        "exchange.search",
-        None,
-        Some(serde_json::json!({ "filter": { "status": status.map(Status::as_str) }, "results": rows.len() })),
-    ))
-    .await?;
-    if json {
-        serde_json::to_writer_pretty(&mut *out, &rows)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "{:<36}  {:<9}  {:<10}  {:<18}  {:>3}  {:<24}  {:<36}  LAST ERROR",
-        "ID", "STATUS", "FORCE", "KIND", "TRY", "CREATED", "SUBMISSION"
-    )?;
-    for r in &rows {
-        writeln!(
-            out,
-            "{:<36}  {:<9}  {:<10}  {:<18}  {:>3}  {:<24}  {:<36}  {}",
-            r.id,
-            r.status,
-            r.force,
-            r.kind,
-            r.attempt_count,
-            r.created_at
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-            r.submission_id,
-            r.last_error_class.as_deref().unwrap_or("-")
-        )?;
-    }
-    writeln!(out, "{} exchange(s)", rows.len())?;
-    Ok(())
-}
-
 /// `exchanges show`.
 pub async fn show(
     j: &dyn Journal,

@@ -633,7 +633,11 @@ pub struct ReplayStep {
 
 /// What a legal hold covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "type")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "type"
+)]
 pub enum HoldTarget {
     /// One exchange and every replay of it (its family).
     Exchange {
