@@ -571,8 +571,8 @@ pub async fn retention_apply(
         // (an exchange and its replays) only when its newest member is old enough.
         writeln!(
             out,
-            "dry run: exchanges older than each period (at most; legal holds and newer replays \
-             keep some)"
+            "dry run: delivered and parked exchanges older than each period (at most; legal holds \
+             and newer replays keep some; pending ones are never deleted)"
         )?;
         for p in &policies {
             let mut f = ExchangeFilter {
@@ -586,8 +586,14 @@ pub async fn retention_apply(
             let mut counts = Vec::new();
             for (what, period) in [("payloads", p.payloads), ("metadata", p.metadata)] {
                 if let Some(d) = period {
+                    // Pending exchanges are never deleted: they still have to be delivered.
                     f.to = Some(now - d);
-                    counts.push(format!("{what}: {}", j.count(&f).await?));
+                    let mut n = 0;
+                    for st in [Status::Delivered, Status::Parked] {
+                        f.status = Some(st);
+                        n += j.count(&f).await?;
+                    }
+                    counts.push(format!("{what}: {n}"));
                 }
             }
             writeln!(

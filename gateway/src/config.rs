@@ -354,6 +354,20 @@ impl RetentionConfig {
                 });
             }
         }
+        for p in &out {
+            if let (Some(pl), Some(md)) = (p.payloads, p.metadata)
+                && md < pl
+            {
+                let at = match &p.kind {
+                    Some(k) => format!("retention.forces.{}.kinds.{k}", p.force),
+                    None => format!("retention.forces.{}", p.force),
+                };
+                return Err(format!(
+                    "{at}.metadata: shorter than the payloads period (an exchange cannot outlive \
+                     its metadata)"
+                ));
+            }
+        }
         Ok(out)
     }
 }

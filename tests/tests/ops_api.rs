@@ -5,7 +5,7 @@
 
 use gateway::{
     auth::hash_secret,
-    config::{ClientConfig, Role},
+    config::{ClientConfig, ForceRetention, Role},
 };
 use nmpp_tests::{
     API_KEY, FORCE, OPS_KEY, OPS_SECRET, TestGateway, error_document, error_text, eventually, sdm,
@@ -629,4 +629,92 @@ async fn replay_by_filter_dry_runs_then_replays_each_parked_exchange_once() {
     assert!(error_text(&doc).contains("replay job"), "{doc}");
     let list = api.get_json("/v1/replay-jobs").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+}
+
+#[tokio::test]
+async fn retention_apply_deletes_old_payloads_keeps_held_ones_and_audits_it() {
+    let gw = TestGateway::start_with(|c| {
+        c.delivery.paused = true;
+        c.retention.interval_s = 0;
+        c.retention.forces.insert(
+            FORCE.into(),
+            ForceRetention {
+                payloads: Some("1s".into()),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let api = gw.api();
+    let subs = submit(&gw, 2, "retention").await;
+    let (old, held) = (&subs[0].0, &subs[1].0);
+    let res = api
+        .post("/v1/legal-holds")
+        .json(&json!({ "target": { "type": "exchange", "id": held }, "reason": "matter 7" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    // Pending exchanges are never deleted (they are still to be delivered): park both.
+    for (id, ..) in &subs {
+        let res = api
+            .post(&format!("/v1/exchanges/{id}/park"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let out = gw.cli(&["retention", "apply", "--dry-run"]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&format!("force {FORCE} kind *: payloads 1s")),
+        "{}",
+        out.stdout
+    );
+    // Wait until both payloads are older than their one-second period.
+    let created = time::OffsetDateTime::parse(
+        api.exchange(held).await["createdAt"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    eventually("the payloads to pass their period", secs(10), || async {
+        if time::OffsetDateTime::now_utc() - created > time::Duration::milliseconds(1500) {
+            Ok(())
+        } else {
+            Err("younger than 1.5 s".into())
+        }
+    })
+    .await;
+    let out = gw.cli(&["retention", "apply"]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.contains("payloads deleted from 1 exchange(s)"),
+        "only the unheld one: {}",
+        out.stdout
+    );
+    let o = api.exchange(old).await;
+    assert!(o["payloadsDeletedAt"].is_string(), "{o}");
+    assert_eq!(o["payloadBytes"], 0, "{o}");
+    let h = api.exchange(held).await;
+    assert!(h["payloadsDeletedAt"].is_null(), "held: {h}");
+    assert!(h["payloadBytes"].as_u64().unwrap() > 0, "{h}");
+
+    // The deletion is in the audit trail, with who did it and under which policy.
+    let j = replay::open(
+        &format!("sqlite://{}", gw.journal_path().display()),
+        replay::OpenOptions::default(),
+    )
+    .await
+    .unwrap();
+    let records = j.audit_records(1, 100_000).await.unwrap();
+    let del = records
+        .iter()
+        .find(|r| r.event.action == "exchange.delete")
+        .expect("an audit record of the deletion");
+    assert!(del.event.actor.starts_with("cli:"), "{del:?}");
+    let detail = del.event.detail.as_ref().unwrap();
+    assert_eq!(detail["exchanges"], 1, "{detail}");
+    assert_eq!(detail["policy"]["payloadsSecs"], 1, "{detail}");
 }
