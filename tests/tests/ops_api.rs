@@ -718,3 +718,56 @@ async fn retention_apply_deletes_old_payloads_keeps_held_ones_and_audits_it() {
     assert_eq!(detail["exchanges"], 1, "{detail}");
     assert_eq!(detail["policy"]["payloadsSecs"], 1, "{detail}");
 }
+
+#[tokio::test]
+async fn cli_bulk_replay_follows_the_job_until_the_server_completes_it() {
+    let gw = gateway_with_role_clients(true).await;
+    let api = gw.api();
+    let subs = submit(&gw, 2, "cli-bulk").await;
+    for (id, ..) in &subs {
+        let res = api
+            .post(&format!("/v1/exchanges/{id}/park"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let out = gw
+        .cli(&["replay", "--filter", "status=parked", "--rate", "10/s"])
+        .await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("completed: 2 replayed, 0 skipped of 2 planned"),
+        "{}",
+        out.stdout
+    );
+    let jobs = gw.cli(&["replay", "jobs", "--json"]).await.json();
+    assert_eq!(jobs[0]["state"], "completed", "{jobs}");
+    assert_eq!(jobs[0]["options"]["ratePerSec"], 10, "{jobs}");
+    for (id, sub, _) in &subs {
+        let p = api.exchange(id).await;
+        let child = api.exchange(p["children"][0].as_str().unwrap()).await;
+        assert_eq!(child["idempotencyKey"], sub.as_str());
+    }
+    // Misuse is an error naming what is wrong.
+    let out = gw
+        .cli(&["replay", "--filter", "colour=red", "--dry-run"])
+        .await;
+    assert!(
+        !out.status.success() && out.stderr.contains("colour"),
+        "{out:?}"
+    );
+    let out = gw
+        .cli(&["replay", "--filter", "status=parked", "--rate", "0/s"])
+        .await;
+    assert!(
+        !out.status.success() && out.stderr.contains("rate"),
+        "{out:?}"
+    );
+    let out = gw.cli(&["replay", "--cancel", "not-a-job"]).await;
+    assert!(
+        !out.status.success() && out.stderr.contains("not a replay job id"),
+        "{out:?}"
+    );
+}
