@@ -63,4 +63,8 @@ fn describe() {
     );
     metrics::describe_counter!(ADAPTER_ERRORS, "Adapter errors by adapter and class");
     metrics::describe_counter!(JOURNAL_ERRORS, "Journal failures by operation");
+    metrics::describe_counter!(
+        REPLAYED_TOTAL,
+        "Replays created by bulk replay jobs on this node"
+    );
 }
