@@ -26,7 +26,7 @@ pub struct DryRun {
     /// Of those, the parked ones: the job replays each of these unless it already has a replay
     /// that is pending or delivered.
     pub parked: u64,
-    /// The first few matching exchanges, oldest first is not guaranteed: newest first.
+    /// The first few matching exchanges, newest first.
     #[schema(value_type = Vec<Object>)]
     pub sample: Vec<ExchangeSummary>,
 }
@@ -107,7 +107,7 @@ impl ReplayRunner {
     /// A failing journal is retried after the poll interval; the loop only ends on `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let poll = Duration::from_millis(self.cfg.poll_ms.max(1));
-        let mut limiters: HashMap<Uuid, (u32, DefaultDirectRateLimiter)> = HashMap::new();
+        let mut limiters: HashMap<Uuid, DefaultDirectRateLimiter> = HashMap::new();
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -136,18 +136,13 @@ impl ReplayRunner {
                         let rate = rate.max(1);
                         let n = (rate as usize).min(batch);
                         let burst = NonZeroU32::new(n as u32).unwrap_or(NonZeroU32::MIN);
-                        let (r, lim) = limiters.entry(job.id).or_insert_with(|| {
-                            (
-                                rate,
-                                RateLimiter::direct(
-                                    Quota::per_second(
-                                        NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN),
-                                    )
+                        // A job's rate never changes, so its limiter lives as long as the job runs.
+                        let lim = limiters.entry(job.id).or_insert_with(|| {
+                            RateLimiter::direct(
+                                Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
                                     .allow_burst(burst),
-                                ),
                             )
                         });
-                        debug_assert_eq!(*r, rate);
                         tokio::select! {
                             r = lim.until_n_ready(burst) => if r.is_err() { continue },
                             () = shutdown.cancelled() => return,
