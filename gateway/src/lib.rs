@@ -10,6 +10,7 @@
 //!   parking; [`breaker`] — the circuit breaker of each target;
 //! - [`auth`], [`error`], [`metrics`], [`openapi`], [`audit`] — cross-cutting pieces;
 //! - [`ledger`] — the audit ledger at run time: checkpoint signing, auditor export, audit sinks;
+//! - [`jobs`] — bulk replay jobs and retention, worked in the server through the journal;
 //! - [`server`] — assembling and running a gateway (used by `serve` and by tests);
 //! - [`cli`] — the operator commands of the `nmpp-gateway` binary.
 
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod jobs;
 pub mod ledger;
 pub mod metrics;
 pub mod openapi;

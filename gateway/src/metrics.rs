@@ -23,6 +23,8 @@ pub const BREAKER_STATE: &str = "gateway_breaker_state";
 pub const DEFERRED_TOTAL: &str = "gateway_delivery_deferred_total";
 /// Journal write failures by operation.
 pub const JOURNAL_ERRORS: &str = "gateway_journal_errors_total";
+/// Children created by bulk replay jobs on this node.
+pub const REPLAYED_TOTAL: &str = "gateway_bulk_replayed_total";
 
 /// Audit sinks: the highest sequence number durably delivered, by sink.
 pub const AUDIT_SINK_DELIVERED_THROUGH: &str = "audit_sink_delivered_through";
@@ -82,5 +84,9 @@ fn describe() {
     metrics::describe_gauge!(
         BREAKER_STATE,
         "Circuit breaker per force and target: 0 closed, 1 half-open, 2 open"
+    );
+    metrics::describe_counter!(
+        REPLAYED_TOTAL,
+        "Replays created by bulk replay jobs on this node"
     );
 }

@@ -13,6 +13,8 @@
 //! Every helper works in its own temporary directory with ports from the OS (or probed free), so
 //! tests are independent and safe to run in parallel under nextest.
 
+pub mod seed;
+
 use adapters::{RecordSystemConfig, athena::AthenaConfig};
 use fixtures::athena::{AthenaSim, AthenaSimOptions};
 use gateway::{

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod docs;
 pub mod health;
 pub mod incidents;
+pub mod jobs;
 pub mod ops;
 
 use crate::error::ApiError;
