@@ -32,6 +32,8 @@ use tempfile::TempDir;
 use tokio::{net::TcpListener, process::Child, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
+pub mod pg;
+
 /// API key of the test client holding every role (`ihub`, `operator`, `auditor`).
 pub const API_KEY: &str = "test-client";
 /// Its secret.
@@ -701,6 +703,11 @@ impl ProcessGateway {
     /// Whether the process is running (as far as this handle knows).
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The running process's id (part of its node name, `HOSTNAME-PID`, in leases and attempts).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// Starts the process and waits until `/health/live` answers 200. On the first start only,
