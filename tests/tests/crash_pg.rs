@@ -640,6 +640,10 @@ async fn pg_stopped_mid_load_answers_503_with_retry_after_then_recovers_by_itsel
         .map(|a| a.sid.clone())
         .collect();
     let n503 = count_of(&answers, |a| a.status == 503);
+    let by_phase: Vec<usize> = [UP, STOPPING, DOWN, STARTING]
+        .iter()
+        .map(|&p| count_of(&answers, |a| a.status == 503 && a.sent_in == p))
+        .collect();
 
     // Everything acknowledged is journalled and delivered once; nothing refused while the
     // server was down was stored.
@@ -666,8 +670,8 @@ async fn pg_stopped_mid_load_answers_503_with_retry_after_then_recovers_by_itsel
     gw.kill().await;
     eprintln!(
         "pg outage test: 2 stops of PostgreSQL mid-load, {} answers, {} acknowledged ({} \
-         journalled), {n503} answered 503 + Retry-After ({} while fully down), 0 answered 201 \
-         while down, {:?}",
+         journalled), {n503} answered 503 + Retry-After ({} while fully down; sent while up, \
+         stopping, down, starting: {by_phase:?}), 0 answered 201 while down, {:?}",
         answers.len(),
         v.acked,
         v.journalled,
