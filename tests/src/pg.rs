@@ -160,7 +160,10 @@ impl PrivateCluster {
             self.port,
             self.dir.path().display()
         );
-        self.run("pg_ctl", &["-D", &data, "-l", &log, "-o", &opts, "-w", "start"]);
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-o", &opts, "-w", "start"],
+        );
     }
 
     /// Stops the server at once (`pg_ctl stop -m immediate`: no checkpoint, connections cut, as

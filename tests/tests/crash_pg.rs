@@ -73,7 +73,7 @@ impl Ledger {
 /// Submits one fresh document; records a 201 in `ledger`. `Err` when the connection failed
 /// (the process was killed under us).
 async fn submit_one(api: &Api, c: usize, ledger: &Ledger, what: &str) -> Result<bool, ()> {
-    let doc = if c % 2 == 0 {
+    let doc = if c.is_multiple_of(2) {
         sdm::online_crime_report()
     } else {
         sdm::skeleton()
@@ -180,7 +180,11 @@ struct Verified {
 /// With at least `gw` running: waits until nothing is pending, then checks that every
 /// acknowledged submission is journalled once and delivered, that Athena holds exactly one
 /// record per idempotency key and only journalled ones, and that the audit chain verifies.
-async fn verify_all_delivered_once(gw: &ProcessGateway, sim: &AthenaSim, ledger: &Ledger) -> Verified {
+async fn verify_all_delivered_once(
+    gw: &ProcessGateway,
+    sim: &AthenaSim,
+    ledger: &Ledger,
+) -> Verified {
     let acked = ledger.acked.lock().unwrap().clone();
     let unexpected = ledger.unexpected.lock().unwrap().clone();
     assert!(
@@ -366,7 +370,10 @@ async fn pg_two_nodes_killed_alternately_lose_nothing_and_take_over_leases() {
                 .cloned()
                 .collect();
             if sent.is_empty() {
-                Err(format!("{} leased to node 0, none at Athena yet", leased.len()))
+                Err(format!(
+                    "{} leased to node 0, none at Athena yet",
+                    leased.len()
+                ))
             } else {
                 Ok(sent)
             }
@@ -377,29 +384,25 @@ async fn pg_two_nodes_killed_alternately_lose_nothing_and_take_over_leases() {
     sim.set_delay(Duration::ZERO);
     let pid1 = nodes[1].pid().unwrap();
     let ids: Vec<String> = in_flight.iter().map(|(id, _)| id.clone()).collect();
-    nmpp_tests::eventually(
-        "node 1 to deliver what node 0 held",
-        secs(60),
-        || async {
-            let rows = sql
-                .query(
-                    "SELECT id::text, status FROM exchanges WHERE id::text = ANY($1)",
-                    &[&ids],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            let left: Vec<String> = rows
-                .iter()
-                .filter(|r| r.get::<_, &str>(1) != "delivered")
-                .map(|r| r.get(0))
-                .collect();
-            if rows.len() == ids.len() && left.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("not yet delivered: {left:?}"))
-            }
-        },
-    )
+    nmpp_tests::eventually("node 1 to deliver what node 0 held", secs(60), || async {
+        let rows = sql
+            .query(
+                "SELECT id::text, status FROM exchanges WHERE id::text = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let left: Vec<String> = rows
+            .iter()
+            .filter(|r| r.get::<_, &str>(1) != "delivered")
+            .map(|r| r.get(0))
+            .collect();
+        if rows.len() == ids.len() && left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("not yet delivered: {left:?}"))
+        }
+    })
     .await;
     for id in &ids {
         let attempts: Vec<(String, String)> = sql
@@ -412,13 +415,17 @@ async fn pg_two_nodes_killed_alternately_lose_nothing_and_take_over_leases() {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        let last = attempts.last().unwrap_or_else(|| panic!("{id}: no attempts"));
+        let last = attempts
+            .last()
+            .unwrap_or_else(|| panic!("{id}: no attempts"));
         assert!(
             last.0.ends_with(&format!("-{pid1}")),
             "{id} was delivered by node 1 (pid {pid1}), not node 0 (pid {pid0}): {attempts:?}"
         );
         assert!(
-            !attempts.iter().any(|(node, _)| node.ends_with(&format!("-{pid0}"))),
+            !attempts
+                .iter()
+                .any(|(node, _)| node.ends_with(&format!("-{pid0}"))),
             "node 0 was killed before it could record an attempt on {id}: {attempts:?}"
         );
     }
@@ -492,7 +499,7 @@ async fn pg_stopped_mid_load_answers_503_with_retry_after_then_recovers_by_itsel
     let stop = Arc::new(AtomicBool::new(false));
     let answers = Arc::new(Mutex::new(Vec::<Answer>::new()));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let clients: Vec<_> = (0..4)
+    let clients: Vec<_> = (0..4_usize)
         .map(|c| {
             let (api, phase, stop, answers, failures) = (
                 api.clone(),
@@ -503,7 +510,7 @@ async fn pg_stopped_mid_load_answers_503_with_retry_after_then_recovers_by_itsel
             );
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let doc = if c % 2 == 0 {
+                    let doc = if c.is_multiple_of(2) {
                         sdm::online_crime_report()
                     } else {
                         sdm::skeleton()
@@ -542,7 +549,11 @@ async fn pg_stopped_mid_load_answers_503_with_retry_after_then_recovers_by_itsel
                 .iter()
                 .filter(|a| a.status == 201 && a.sent_in == UP)
                 .count();
-            if n >= 20 { Ok(()) } else { Err(format!("{n} so far")) }
+            if n >= 20 {
+                Ok(())
+            } else {
+                Err(format!("{n} so far"))
+            }
         })
         .await;
 
@@ -559,7 +570,11 @@ async fn pg_stopped_mid_load_answers_503_with_retry_after_then_recovers_by_itsel
                 .iter()
                 .filter(|a| a.sent_in == DOWN && a.answered_in == DOWN)
                 .count();
-            if n >= 20 { Ok(()) } else { Err(format!("{n} answered so far")) }
+            if n >= 20 {
+                Ok(())
+            } else {
+                Err(format!("{n} answered so far"))
+            }
         })
         .await;
         let ready = gw
@@ -587,7 +602,11 @@ async fn pg_stopped_mid_load_answers_503_with_retry_after_then_recovers_by_itsel
                     .iter()
                     .filter(|a| a.status == 201 && a.sent_in == UP)
                     .count();
-                if n >= 20 { Ok(()) } else { Err(format!("{n} so far")) }
+                if n >= 20 {
+                    Ok(())
+                } else {
+                    Err(format!("{n} so far"))
+                }
             },
         )
         .await;
@@ -609,7 +628,10 @@ async fn pg_stopped_mid_load_answers_503_with_retry_after_then_recovers_by_itsel
     }
 
     let failures = failures.lock().unwrap().clone();
-    assert!(failures.is_empty(), "requests without an answer: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "requests without an answer: {failures:?}"
+    );
     let answers = std::mem::take(&mut *answers.lock().unwrap());
     let mut refused_while_down = HashSet::new();
     for a in &answers {
