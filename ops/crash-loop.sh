@@ -28,20 +28,22 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cp "$TARGET/debug/nmpp-gateway" "$WORK/nmpp-gateway"
 export NMPP_GATEWAY_BIN=$WORK/nmpp-gateway NMPP_CRASH_CYCLES=$CYCLES
+LOG=$TARGET/crash-loop-$(date -u +%Y%m%dT%H%M%SZ).log
 
 echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(nproc) cores; $CYCLES kill -9 cycles per run; backends: $WHICH"
 START=$(date +%s)
 set +e
 # --no-capture runs the tests one after another (2 cores) and shows their summary lines.
 cargo nextest run -p nmpp-tests --test crash --test crash_pg --no-capture --no-fail-fast \
-  -E "$FILTER" 2>&1 | tee "$WORK/out.log" | grep -E '^crash test|^\s+(PASS|FAIL|SIGSEGV|SIGABRT|TIMEOUT)|panicked|Summary'
+  -E "$FILTER" 2>&1 | tee "$LOG" | grep -E '^crash test|^\s+(PASS|FAIL|SIGSEGV|SIGABRT|TIMEOUT)|panicked|Summary'
 STATUS=${PIPESTATUS[0]}
 set -e
 echo "# elapsed $(( $(date +%s) - START )) s"
 if [ "$STATUS" -eq 0 ]; then
   echo "RESULT: PASS — $CYCLES kill -9 cycles per run, zero acknowledged exchanges lost, zero delivered twice under different idempotency keys"
 else
-  echo "RESULT: FAIL (exit $STATUS); the full log follows" >&2
-  cat "$WORK/out.log" >&2
+  echo "RESULT: FAIL (exit $STATUS)" >&2
+  grep -E "panicked|assertion|timed out" -A4 "$LOG" >&2 || true
+  echo "full log: $LOG" >&2
   exit "$STATUS"
 fi
