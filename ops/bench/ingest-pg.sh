@@ -14,6 +14,7 @@
 # PostgreSQL run gets its own database, dropped at the end. The load generator, the gateway and
 # PostgreSQL share the machine's cores.
 # Usage: ops/bench/ingest-pg.sh [SECONDS=20] [CONNECTIONS=64]
+#        PROFILE=debug ops/bench/ingest-pg.sh 3   # smoke-test the script only; figures meaningless
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-20}
@@ -22,12 +23,13 @@ PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432/postgres}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
 command -v psql >/dev/null || { echo "psql is needed (postgresql-client)" >&2; exit 2; }
 psql -q "$PGURL" -c 'select 1' >/dev/null || { echo "no PostgreSQL at $PGURL" >&2; exit 2; }
-cargo build --release -q -p gateway --bin nmpp-gateway -p fixtures --bin athena-sim
+PROFILE=${PROFILE:-release}
+cargo build --profile "$([ "$PROFILE" = debug ] && echo dev || echo "$PROFILE")" -q -p gateway --bin nmpp-gateway -p fixtures --bin athena-sim
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 mkdir -p "$TARGET/bench"
 WORK=$(mktemp -d -p "$TARGET/bench" ingest-pg.XXXX)
 # Private copies, so a concurrent build cannot swap the binaries mid-run.
-cp "$TARGET/release/nmpp-gateway" "$TARGET/release/athena-sim" "$WORK/"
+cp "$TARGET/$PROFILE/nmpp-gateway" "$TARGET/$PROFILE/athena-sim" "$WORK/"
 BIN=$WORK/nmpp-gateway
 SIM=$WORK/athena-sim
 SECRET=bench-secret-0123456789abcdef
@@ -43,7 +45,7 @@ trap cleanup EXIT
 
 pg_db() { # name → URL of a fresh database
   local db="nmpp_bench_$1_$$"
-  psql -q "$PGURL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+  psql -q "$PGURL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null 2>&1
   DBS+=("$db")
   echo "${PGURL%/*}/$db"
 }
@@ -86,7 +88,7 @@ stored() { # journal_url → exchanges stored (PostgreSQL)
 "$SIM" --listen 127.0.0.1:18199 > "$WORK/sim.out" 2>&1 &
 PIDS+=($!)
 
-echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(nproc) cores; ${SECS}s per run; $CONNS connections; body $(wc -c < "$BODY") bytes; $(psql -qtA "$PGURL" -c 'show server_version') (synchronous_commit=on)"
+echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $PROFILE build; $(nproc) cores; ${SECS}s per run; $CONNS connections; body $(wc -c < "$BODY") bytes; $(psql -qtA "$PGURL" -c 'show server_version') (synchronous_commit=on)"
 FSYNC=$(python3 ops/bench/fsync_rate.py "$WORK" 5)
 echo "fsync:        $FSYNC"
 
