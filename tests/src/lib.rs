@@ -9,6 +9,8 @@
 //! - [`sdm`] — the two published SDM examples, each call with a fresh `submissionId`.
 //! - [`gateway_bin`] — the path of the real binary, built once if it is missing or older than
 //!   its sources; [`run_cli`] runs one of its commands.
+//! - [`pg`] — fresh databases on the shared PostgreSQL cluster, and private PostgreSQL servers a
+//!   test may stop and start.
 //!
 //! Every helper works in its own temporary directory with ports from the OS (or probed free), so
 //! tests are independent and safe to run in parallel under nextest.
