@@ -43,11 +43,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pg_db() { # name → URL of a fresh database
+pg_db() { # name → sets URL to a fresh database (not in a subshell: DBS must keep the name)
   local db="nmpp_bench_$1_$$"
   psql -q "$PGURL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null 2>&1
   DBS+=("$db")
-  echo "${PGURL%/*}/$db"
+  URL="${PGURL%/*}/$db"
 }
 
 start_gateway() { # name port journal_url max_batch paused
@@ -96,17 +96,17 @@ start_gateway sqlite 18181 "sqlite://$WORK/sqlite.db" 4096 true
 SQLITE=$(run_wrk 18181); stop "$GW_PID"
 echo "sqlite:       $SQLITE"
 
-URL=$(pg_db ours)
+pg_db ours
 start_gateway pg 18182 "$URL" 2048 true
 PG=$(run_wrk 18182); stop "$GW_PID"
 echo "postgres:     $PG stored=$(stored "$URL")"
 
-URL=$(pg_db baseline)
+pg_db baseline
 start_gateway pg_baseline 18183 "$URL" 1 true
 PGB=$(run_wrk 18183); stop "$GW_PID"
 echo "pg batch=1:   $PGB stored=$(stored "$URL")"
 
-URL=$(pg_db full)
+pg_db full
 start_gateway pg_full 18184 "$URL" 2048 false
 PGF=$(run_wrk 18184); stop "$GW_PID"
 echo "postgres+dlv: $PGF stored=$(stored "$URL")"
