@@ -9,6 +9,8 @@
 //! - [`sdm`] — the two published SDM examples, each call with a fresh `submissionId`.
 //! - [`gateway_bin`] — the path of the real binary, built once if it is missing or older than
 //!   its sources; [`run_cli`] runs one of its commands.
+//! - [`pg`] — fresh databases on the shared PostgreSQL cluster, and private PostgreSQL servers a
+//!   test may stop and start.
 //!
 //! Every helper works in its own temporary directory with ports from the OS (or probed free), so
 //! tests are independent and safe to run in parallel under nextest.
@@ -33,6 +35,8 @@ use std::{
 use tempfile::TempDir;
 use tokio::{net::TcpListener, process::Child, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
+
+pub mod pg;
 
 /// API key of the test client holding every role (`ihub`, `operator`, `auditor`).
 pub const API_KEY: &str = "test-client";
@@ -708,6 +712,11 @@ impl ProcessGateway {
     /// Whether the process is running (as far as this handle knows).
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The running process's id (part of its node name, `HOSTNAME-PID`, in leases and attempts).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// Starts the process and waits until `/health/live` answers 200. On the first start only,

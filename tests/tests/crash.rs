@@ -1,6 +1,7 @@
 //! Crash safety of the real binary: concurrent submissions, `kill -9` at a random moment, restart
-//! on the same journal and port — at least 20 times. Every submission that got a 201 must be in
-//! the journal and reach Athena exactly once.
+//! on the same journal and port — at least 20 times (`NMPP_CRASH_CYCLES`, default 20;
+//! `ops/crash-loop.sh` runs 100). Every submission that got a 201 must be in the journal and
+//! reach Athena exactly once. The same on PostgreSQL, with two nodes: `crash_pg.rs`.
 
 use fixtures::athena::{AthenaSim, AthenaSimOptions};
 use nmpp_tests::{ProcessGateway, sdm, secs};
@@ -13,8 +14,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-const CYCLES: usize = 20;
 const CLIENTS: usize = 8;
+
+fn cycles() -> usize {
+    std::env::var("NMPP_CRASH_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+}
 
 /// A random number below `n` (test-only randomness from UUID v4 bits).
 fn random_below(n: u64) -> u64 {
@@ -38,8 +45,9 @@ async fn acknowledged_submissions_survive_kill_9_and_are_delivered_exactly_once(
     let port = gw.config.http.listen.port();
     let ledger = Arc::new(Ledger::default());
     let mut per_cycle = Vec::new();
+    let cycles = cycles();
 
-    for cycle in 0..CYCLES {
+    for cycle in 0..cycles {
         // A few refused deliveries each cycle, so that some kills land while retries are
         // scheduled.
         sim.fail_next(random_below(6) as u32, 503);
@@ -204,7 +212,7 @@ async fn acknowledged_submissions_survive_kill_9_and_are_delivered_exactly_once(
 
     gw.kill().await;
     eprintln!(
-        "crash test: {CYCLES} kill -9 cycles, {} acknowledged, {} journalled, {} Athena \
+        "crash test (sqlite): {cycles} kill -9 cycles, {} acknowledged, {} journalled, {} Athena \
          duplicates dropped, {} faults served, per cycle {per_cycle:?}, {:?}",
         acked.len(),
         journal.len(),
