@@ -24,9 +24,11 @@ mod ops;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+pub mod state;
 
 pub use error::JournalError;
 pub use model::*;
+pub use state::StateEntry;
 
 use async_trait::async_trait;
 use std::{sync::Arc, time::Duration};
@@ -184,6 +186,23 @@ pub trait Journal: Send + Sync + 'static {
         now: OffsetDateTime,
         audit: AuditEvent,
     ) -> Result<RetentionReport>;
+
+    /// One entry of durable state (see [`state`]), or `None`.
+    async fn state_get(&self, scope: &str, key: &str) -> Result<Option<StateEntry>>;
+
+    /// Every entry of `scope` whose key starts with `prefix`, in key order.
+    async fn state_list(&self, scope: &str, prefix: &str) -> Result<Vec<StateEntry>>;
+
+    /// Writes an entry if it is still where the caller saw it: `expected` `None` means "must not
+    /// exist yet", `Some(v)` means "must be at version v". Answers the entry as written (its
+    /// version one more). A lost race changes nothing and is [`JournalError::Conflict`].
+    async fn state_put(
+        &self,
+        scope: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<StateEntry>;
 }
 
 /// The stored payloads of one exchange.

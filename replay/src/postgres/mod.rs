@@ -22,6 +22,7 @@
 mod ops;
 pub mod partitions;
 mod read;
+mod state;
 mod write;
 
 use crate::{
@@ -39,11 +40,18 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 /// Numbered migrations, applied in order; never edit one that has shipped.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        10,
+        "state",
+        include_str!("../../migrations/postgres/0010_state.sql"),
+    ),
+];
 
 /// Most operations one writer transaction takes, by default.
 const MAX_BATCH: usize = 2048;
@@ -531,5 +539,27 @@ impl Journal for PgJournal {
             "retention applied"
         );
         Ok(report)
+    }
+
+    async fn state_get(&self, scope: &str, key: &str) -> Result<Option<crate::StateEntry>> {
+        let c = self.client().await?;
+        state::get(cl(&c), scope, key).await
+    }
+
+    async fn state_list(&self, scope: &str, prefix: &str) -> Result<Vec<crate::StateEntry>> {
+        let c = self.client().await?;
+        state::list(cl(&c), scope, prefix).await
+    }
+
+    async fn state_put(
+        &self,
+        scope: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<crate::StateEntry> {
+        crate::state::check(scope, key, &value)?;
+        let c = self.client().await?;
+        state::put(cl(&c), scope, key, expected, &value).await
     }
 }

@@ -11,6 +11,7 @@
 
 mod ops;
 mod read;
+mod state;
 mod write;
 
 use crate::{
@@ -43,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "operations",
         include_str!("../../migrations/sqlite/0002_operations.sql"),
+    ),
+    (
+        10,
+        "state",
+        include_str!("../../migrations/sqlite/0010_state.sql"),
     ),
 ];
 
@@ -573,6 +579,29 @@ impl Journal for SqliteJournal {
 
     async fn ping(&self) -> Result<()> {
         self.write(|reply| Op::Ping { reply }).await
+    }
+
+    async fn state_get(&self, scope: &str, key: &str) -> Result<Option<crate::StateEntry>> {
+        let (scope, key) = (scope.to_owned(), key.to_owned());
+        self.read(move |c| state::get(c, &scope, &key)).await
+    }
+
+    async fn state_list(&self, scope: &str, prefix: &str) -> Result<Vec<crate::StateEntry>> {
+        let (scope, prefix) = (scope.to_owned(), prefix.to_owned());
+        self.read(move |c| state::list(c, &scope, &prefix)).await
+    }
+
+    async fn state_put(
+        &self,
+        scope: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<crate::StateEntry> {
+        crate::state::check(scope, key, &value)?;
+        let (scope, key) = (scope.to_owned(), key.to_owned());
+        self.exec(move |c, _| state::put(c, &scope, &key, expected, value))
+            .await
     }
 }
 
