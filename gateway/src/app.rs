@@ -54,6 +54,8 @@ pub struct Inner {
     pub work_ready: Arc<Notify>,
     /// Prometheus exposition.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Applies configuration reloads.
+    pub reloader: Arc<crate::reload::Reloader>,
 }
 
 /// Per-request facts gathered by the gatekeeper, available to handlers as an extension.
@@ -125,6 +127,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/exchanges/{id}", get(api::ops::get_exchange))
         .route("/v1/exchanges/{id}/replay", post(api::ops::replay_exchange))
         .route("/v1/audit/verify", get(api::ops::verify_audit))
+        .route("/v1/config/reload", post(api::config::reload_config))
         .route("/metrics", get(api::health::metrics))
         .route("/openapi/v1.json", get(api::docs::openapi_json))
         .route("/docs", get(api::docs::docs_page))

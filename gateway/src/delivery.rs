@@ -20,28 +20,127 @@ use tokio_util::sync::CancellationToken;
 pub struct ForceRuntime {
     /// The records system.
     pub records: Arc<dyn RecordSystem>,
+    /// The national platform case events go to, when configured.
+    pub national: Option<Arc<dyn adapters::NationalPlatform>>,
+    /// The command-and-control system, when configured.
+    pub command_control: Option<Arc<dyn adapters::CommandControl>>,
 }
 
-/// The adapters of every force and the mappings they share.
+impl ForceRuntime {
+    /// Runtime with a records system only.
+    pub fn records_only(records: Arc<dyn RecordSystem>) -> Self {
+        Self {
+            records,
+            national: None,
+            command_control: None,
+        }
+    }
+}
+
+type ForceMap = BTreeMap<String, Arc<ForceRuntime>>;
+
+/// The adapters of every force and the mappings they share. The set of force runtimes can be
+/// swapped whole while running (configuration reload); a delivery uses the runtimes current
+/// when it started.
 pub struct Pipeline {
-    forces: BTreeMap<String, ForceRuntime>,
+    forces: std::sync::RwLock<Arc<ForceMap>>,
     mappings: Arc<mappings::Mappings>,
+}
+
+/// Whether an exchange kind is an NMPP domain event for the national platform.
+pub fn is_event_kind(kind: &str) -> bool {
+    kind.starts_with("case.") || kind.starts_with("incident.")
 }
 
 impl Pipeline {
     /// A pipeline over these forces.
     pub fn new(forces: BTreeMap<String, ForceRuntime>, mappings: Arc<mappings::Mappings>) -> Self {
-        Self { forces, mappings }
+        let forces = forces.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        Self {
+            forces: std::sync::RwLock::new(Arc::new(forces)),
+            mappings,
+        }
+    }
+
+    fn current(&self) -> Arc<ForceMap> {
+        self.forces
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces every force runtime at once (configuration reload).
+    pub fn swap(&self, forces: BTreeMap<String, ForceRuntime>) {
+        let forces: ForceMap = forces.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        *self
+            .forces
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(forces);
+    }
+
+    /// One force's runtime.
+    pub fn force(&self, force: &str) -> Option<Arc<ForceRuntime>> {
+        self.current().get(force).cloned()
+    }
+
+    /// The mappings the pipeline uses.
+    pub fn mappings(&self) -> &Arc<mappings::Mappings> {
+        &self.mappings
     }
 
     /// The target system name of a force's submissions.
     pub fn target_of(&self, force: &str) -> Option<&'static str> {
-        self.forces.get(force).map(|f| f.records.name())
+        self.current().get(force).map(|f| f.records.name())
     }
 
-    /// Every force and its adapters.
-    pub fn forces(&self) -> impl Iterator<Item = (&str, &ForceRuntime)> {
-        self.forces.iter().map(|(k, v)| (k.as_str(), v))
+    /// Every force and its adapters (as they are now).
+    pub fn forces(&self) -> std::vec::IntoIter<(String, Arc<ForceRuntime>)> {
+        self.current()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// Maps and delivers one NMPP event to the force's national platform.
+    async fn deliver_event(
+        &self,
+        rt: &ForceRuntime,
+        item: &WorkItem,
+    ) -> (Prepared, Result<adapters::DeliveryReceipt, AdapterError>) {
+        let mut prepared = Prepared {
+            canonical: Some(item.payload.clone()),
+            ..Prepared::default()
+        };
+        let Some(national) = &rt.national else {
+            let e = AdapterError::new(
+                ErrorClass::Internal,
+                format!("force {} has no national platform configured", item.force),
+            );
+            return (prepared, Err(e));
+        };
+        let event: serde_json::Value = match serde_json::from_slice(&item.payload) {
+            Ok(v) => v,
+            Err(e) => {
+                let e = AdapterError::new(
+                    ErrorClass::Internal,
+                    format!("stored event unreadable: {e}"),
+                );
+                return (prepared, Err(e));
+            }
+        };
+        let payload = match national.prepare_event(&event) {
+            Ok(p) => p,
+            Err(e) => return (prepared, Err(e)),
+        };
+        prepared.target_payload = Some(payload.body.clone().into_bytes());
+        prepared.mapping_version = Some(payload.mapping.clone());
+        let ctx = DeliveryContext {
+            idempotency_key: item.idempotency_key.clone(),
+            correlation_id: item.correlation_id.clone(),
+        };
+        let r = national.push_event(&payload, &ctx).await;
+        (prepared, r)
     }
 
     /// Maps and delivers one exchange; returns what was prepared and the outcome.
@@ -50,13 +149,16 @@ impl Pipeline {
         item: &WorkItem,
     ) -> (Prepared, Result<adapters::DeliveryReceipt, AdapterError>) {
         let mut prepared = Prepared::default();
-        let Some(rt) = self.forces.get(&item.force) else {
+        let Some(rt) = self.force(&item.force) else {
             let e = AdapterError::new(
                 ErrorClass::Internal,
                 format!("force {} is not configured on this gateway", item.force),
             );
             return (prepared, Err(e));
         };
+        if is_event_kind(&item.kind) {
+            return self.deliver_event(&rt, item).await;
+        }
         let sdm: serde_json::Value = match serde_json::from_slice(&item.payload) {
             Ok(v) => v,
             Err(e) => {

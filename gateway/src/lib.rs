@@ -9,6 +9,8 @@
 //! - [`delivery`] — the pipeline that maps and delivers journalled exchanges, with retries and
 //!   parking;
 //! - [`auth`], [`error`], [`metrics`], [`openapi`], [`audit`] — cross-cutting pieces;
+//! - [`detect`] — change detection: force systems' changes → NMPP events for iHub;
+//! - [`reload`] — re-reading the configuration and swapping force runtimes without a restart;
 //! - [`server`] — assembling and running a gateway (used by `serve` and by tests);
 //! - [`cli`] — the operator commands of the `nmpp-gateway` binary.
 
@@ -19,9 +21,11 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod detect;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod reload;
 pub mod server;
 
 pub use app::{AppState, app};

@@ -18,6 +18,12 @@ pub const REQUEST_SECONDS: &str = "gateway_http_request_duration_seconds";
 pub const ADAPTER_ERRORS: &str = "adapter_errors_total";
 /// Journal write failures by operation.
 pub const JOURNAL_ERRORS: &str = "gateway_journal_errors_total";
+/// NMPP events journalled by change detection, by force and event type.
+pub const EVENTS_DETECTED: &str = "gateway_events_detected_total";
+/// Change-detection polls that failed, by force.
+pub const DETECT_ERRORS: &str = "gateway_detect_errors_total";
+/// Configuration reloads by outcome (`applied`, `rejected`).
+pub const CONFIG_RELOADS: &str = "gateway_config_reloads_total";
 
 /// The process-wide Prometheus handle (installed on first use).
 pub fn handle() -> PrometheusHandle {

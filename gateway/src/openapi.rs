@@ -24,6 +24,7 @@ use utoipa::{
         crate::api::ops::get_exchange,
         crate::api::ops::replay_exchange,
         crate::api::ops::verify_audit,
+        crate::api::config::reload_config,
         crate::api::health::live,
         crate::api::health::ready,
         crate::api::health::metrics,

@@ -13,6 +13,8 @@
 //! Every helper works in its own temporary directory with ports from the OS (or probed free), so
 //! tests are independent and safe to run in parallel under nextest.
 
+pub mod detect;
+
 use adapters::{RecordSystemConfig, athena::AthenaConfig};
 use fixtures::athena::{AthenaSim, AthenaSimOptions};
 use gateway::{
@@ -107,6 +109,9 @@ pub fn test_config(journal: &Path, athena_url: &str) -> Config {
                 connect_timeout_ms: 1_000,
                 ..AthenaConfig::new(athena_url)
             }),
+            national: None,
+            command_control: None,
+            change_detection: None,
         },
     );
     for (key, secret, roles) in [
