@@ -47,9 +47,10 @@ pub struct Pipeline {
     mappings: Arc<mappings::Mappings>,
 }
 
-/// Whether an exchange kind is an NMPP domain event for the national platform.
+/// Whether an exchange kind is an NMPP domain event for the national platform (not, say, an
+/// `incident.submitted` from iHub).
 pub fn is_event_kind(kind: &str) -> bool {
-    kind.starts_with("case.") || kind.starts_with("incident.")
+    crate::detect::events::EVENT_TYPES.contains(&kind)
 }
 
 impl Pipeline {
@@ -409,6 +410,14 @@ mod tests {
             .map(|n| retry_delay(&policy, n).as_millis())
             .collect();
         assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[test]
+    fn only_detected_events_go_to_the_national_platform() {
+        assert!(is_event_kind("case.statusChanged"));
+        assert!(is_event_kind("incident.logEntry"));
+        assert!(!is_event_kind(crate::api::incidents::KIND));
+        assert!(!is_event_kind("case.unknown"));
     }
 
     #[test]

@@ -256,12 +256,18 @@ impl Reloader {
             .clone()
             .ok_or(ReloadError::NoSource)?;
         let result = self.apply(source).await;
-        let outcome = if result.is_ok() { "applied" } else { "rejected" };
+        let outcome = if result.is_ok() {
+            "applied"
+        } else {
+            "rejected"
+        };
         metrics::counter!(m::CONFIG_RELOADS, "outcome" => outcome).increment(1);
         match &result {
             Ok(r) => tracing::info!(forces = r.forces.len(), swapped = ?r.records_swapped,
                 "configuration reloaded"),
-            Err(e) => tracing::warn!(error = %e, "configuration reload rejected; the running configuration stays"),
+            Err(e) => {
+                tracing::warn!(error = %e, "configuration reload rejected; the running configuration stays")
+            }
         }
         result
     }

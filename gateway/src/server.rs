@@ -48,8 +48,11 @@ impl Gateway {
             ),
             None => None,
         };
-        crate::reload::resolve_sims(&mut config, athena_sim.as_ref().map(AthenaSim::base_url).as_deref())
-            .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
+        crate::reload::resolve_sims(
+            &mut config,
+            athena_sim.as_ref().map(AthenaSim::base_url).as_deref(),
+        )
+        .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
 
         let journal = replay::open(
             &config.journal.url,

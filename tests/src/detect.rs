@@ -5,8 +5,8 @@
 
 use crate::{Api, FORCE, IHUB_FORCE_ID, test_config};
 use adapters::{
-    CommandControlConfig, NationalPlatformConfig, RecordSystemConfig,
-    athena::AthenaConfig, athena_dw::AthenaDwConfig, ihub::IhubConfig, storm::StormConfig,
+    CommandControlConfig, NationalPlatformConfig, RecordSystemConfig, athena::AthenaConfig,
+    athena_dw::AthenaDwConfig, ihub::IhubConfig, storm::StormConfig,
 };
 use fixtures::{
     athena::{AthenaSim, AthenaSimOptions},
@@ -51,7 +51,12 @@ pub fn athena_records(sim: &AthenaSim) -> RecordSystemConfig {
 pub fn warehouse_records(dw: &fixtures::warehouse::Warehouse) -> RecordSystemConfig {
     RecordSystemConfig::AthenaDw(AthenaDwConfig {
         watermark_lag_ms: 100,
-        ..AthenaDwConfig::new(dw.read_only_url())
+        password: Some(adapters::athena::Secret::new(dw.read_only_password())),
+        ..AthenaDwConfig::new(format!(
+            "postgres://{}@127.0.0.1:5432/{}",
+            dw.read_only_role(),
+            dw.database()
+        ))
     })
 }
 
@@ -135,11 +140,12 @@ impl DetectRig {
         let journal = gw.state.journal.clone();
         let shared = Arc::new(Mutex::new(config));
         let source = shared.clone();
-        gw.reloader.set_source(Arc::new(move || -> Result<Config, ConfigError> {
-            let c = source.lock().expect("config lock").clone();
-            c.validate()?;
-            Ok(c)
-        }));
+        gw.reloader
+            .set_source(Arc::new(move || -> Result<Config, ConfigError> {
+                let c = source.lock().expect("config lock").clone();
+                c.validate()?;
+                Ok(c)
+            }));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
         let base_url = format!("http://{}", listener.local_addr().expect("address"));
         let shutdown = CancellationToken::new();

@@ -20,8 +20,11 @@ use fixtures::{
     warehouse::Warehouse,
 };
 use nmpp_tests::{
-    FORCE, IHUB_FORCE_ID, eventually, secs,
-    detect::{DetectRig, SeenEvent, athena_records, detecting_force, seen, storm, warehouse_records},
+    FORCE, IHUB_FORCE_ID,
+    detect::{
+        DetectRig, SeenEvent, athena_records, detecting_force, seen, storm, warehouse_records,
+    },
+    eventually, secs,
 };
 use serde_json::json;
 use std::{
@@ -41,7 +44,11 @@ fn tally(events: &[SeenEvent]) -> BTreeMap<(String, String), usize> {
 
 fn assert_no_duplicates(events: &[SeenEvent], ihub: &IhubSim) {
     let ids: BTreeSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids.len(), events.len(), "an event id arrived twice: {events:#?}");
+    assert_eq!(
+        ids.len(),
+        events.len(),
+        "an event id arrived twice: {events:#?}"
+    );
     assert_eq!(ihub.duplicates(), 0, "iHub saw a repeated event id");
 }
 
@@ -125,7 +132,13 @@ async fn athena_changes_produce_each_event_exactly_once_and_no_ops_nothing() {
     ] {
         rig.athena.apply(&m).expect("mutation applies");
     }
-    wait_for(&rig.ihub, "the sentinel status change", 1, has(R6, "CASE_STATUS_CHANGED")).await;
+    wait_for(
+        &rig.ihub,
+        "the sentinel status change",
+        1,
+        has(R6, "CASE_STATUS_CHANGED"),
+    )
+    .await;
     let events = seen(&rig.ihub);
     let mut expected: BTreeMap<(String, String), usize> = dataset
         .crimes
@@ -173,8 +186,14 @@ async fn athena_changes_produce_each_event_exactly_once_and_no_ops_nothing() {
     };
     assert_eq!(by(R3, "CASE_STATUS_CHANGED")["status"], "CSTS_0002");
     assert_eq!(by(R3, "CASE_STATUS_CHANGED")["previous"], "CSTS_0001");
-    assert_eq!(by(R3, "CASE_ALLOCATED")["officerInCharge"]["officerId"], "OFF-1003");
-    assert_eq!(by(R2, "CASE_OIC_CHANGED")["previous"]["officerId"], "OFF-1002");
+    assert_eq!(
+        by(R3, "CASE_ALLOCATED")["officerInCharge"]["officerId"],
+        "OFF-1003"
+    );
+    assert_eq!(
+        by(R2, "CASE_OIC_CHANGED")["previous"]["officerId"],
+        "OFF-1002"
+    );
     assert_eq!(by(R2, "CASE_OUTCOME_ASSIGNED")["outcome"]["code"], "21");
     assert_eq!(by(R1, "CASE_RECORDED")["caseRecord"]["crimeReference"], R1);
     for e in &events {
@@ -202,7 +221,11 @@ async fn athena_changes_produce_each_event_exactly_once_and_no_ops_nothing() {
         let api = api.clone();
         async move {
             let pending = api.exchanges("status=pending&limit=1000").await.len();
-            if pending == 0 { Ok(()) } else { Err(format!("{pending} pending")) }
+            if pending == 0 {
+                Ok(())
+            } else {
+                Err(format!("{pending} pending"))
+            }
         }
     })
     .await;
@@ -213,14 +236,20 @@ async fn athena_changes_produce_each_event_exactly_once_and_no_ops_nothing() {
 async fn each_field_group_is_refreshed_on_its_own_schedule_and_reload_changes_it() {
     // Status every poll; officer once an hour.
     let rig = DetectRig::start(|c, _, _| {
-        let cd = c.forces.get_mut(FORCE).and_then(|f| f.change_detection.as_mut());
+        let cd = c
+            .forces
+            .get_mut(FORCE)
+            .and_then(|f| f.change_detection.as_mut());
         if let Some(cd) = cd {
             cd.refresh.officer_ms = 3_600_000;
         }
     })
     .await;
     rig.athena.load_dataset(&Dataset::builtin());
-    wait_for(&rig.ihub, "every case recorded", 6, |e| e.event_type == "CASE_RECORDED").await;
+    wait_for(&rig.ihub, "every case recorded", 6, |e| {
+        e.event_type == "CASE_RECORDED"
+    })
+    .await;
 
     rig.athena
         .apply(&officer(R2, "OFF-1004", "2026-03-01T09:00:00Z"))
@@ -228,14 +257,30 @@ async fn each_field_group_is_refreshed_on_its_own_schedule_and_reload_changes_it
     rig.athena
         .apply(&status(R2, "CSTS_0003", "2026-03-01T09:00:01Z"))
         .expect("applies");
-    wait_for(&rig.ihub, "the status change", 1, has(R2, "CASE_STATUS_CHANGED")).await;
+    wait_for(
+        &rig.ihub,
+        "the status change",
+        1,
+        has(R2, "CASE_STATUS_CHANGED"),
+    )
+    .await;
     // A later change on another case is looked at after R2's groups were: still no officer event.
     rig.athena
         .apply(&status(R5, "CSTS_0002", "2026-03-01T09:00:02Z"))
         .expect("applies");
-    wait_for(&rig.ihub, "a later status change", 1, has(R5, "CASE_STATUS_CHANGED")).await;
+    wait_for(
+        &rig.ihub,
+        "a later status change",
+        1,
+        has(R5, "CASE_STATUS_CHANGED"),
+    )
+    .await;
     let t = tally(&seen(&rig.ihub));
-    assert_eq!(t.get(&(R2.into(), "CASE_OIC_CHANGED".into())), None, "{t:?}");
+    assert_eq!(
+        t.get(&(R2.into(), "CASE_OIC_CHANGED".into())),
+        None,
+        "{t:?}"
+    );
 
     // The operator makes the officer group due at every poll; the waiting change comes out.
     rig.change_config(|c| {
@@ -250,7 +295,13 @@ async fn each_field_group_is_refreshed_on_its_own_schedule_and_reload_changes_it
     let (code, body) = rig.reload().await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["data"]["attributes"]["detecting"], json!([FORCE]));
-    wait_for(&rig.ihub, "the officer change", 1, has(R2, "CASE_OIC_CHANGED")).await;
+    wait_for(
+        &rig.ihub,
+        "the officer change",
+        1,
+        has(R2, "CASE_OIC_CHANGED"),
+    )
+    .await;
     rig.athena
         .apply(&status(R4, "CSTS_0005", "2026-03-01T09:00:03Z"))
         .expect("applies");
@@ -278,23 +329,38 @@ async fn an_invalid_reload_is_refused_by_name_and_the_running_configuration_stay
     assert_eq!(code, 422, "{body}");
     let details: Vec<String> = body["errors"]
         .as_array()
-        .map(|a| a.iter().map(|e| e["detail"].as_str().unwrap_or("").to_owned()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|e| e["detail"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
         .unwrap_or_default();
     assert!(
-        details.iter().any(|d| d.contains("forces.testshire.change_detection.page_size")),
+        details
+            .iter()
+            .any(|d| d.contains("forces.testshire.change_detection.page_size")),
         "{details:?}"
     );
     assert!(
-        details.iter().any(|d| d.contains("requires forces.testshire.national")),
+        details
+            .iter()
+            .any(|d| d.contains("requires forces.testshire.national")),
         "{details:?}"
     );
     // The running configuration still detects and delivers.
     rig.athena.load_dataset(&Dataset::builtin());
-    wait_for(&rig.ihub, "every case recorded", 6, |e| e.event_type == "CASE_RECORDED").await;
+    wait_for(&rig.ihub, "every case recorded", 6, |e| {
+        e.event_type == "CASE_RECORDED"
+    })
+    .await;
 
     // Reload needs the operator role.
     let ihub_only = nmpp_tests::Api::new(&rig.base_url, "nobody", "nothing");
-    let res = ihub_only.post("/v1/config/reload").send().await.expect("request");
+    let res = ihub_only
+        .post("/v1/config/reload")
+        .send()
+        .await
+        .expect("request");
     assert_eq!(res.status().as_u16(), 401);
     rig.stop().await;
 }
@@ -325,7 +391,9 @@ async fn create_incident(storm: &StormClient, id: &str, grade: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storm_grading_and_log_entries_become_incident_events() {
-    let sim = StormSim::start(StormSimOptions::default()).await.expect("storm");
+    let sim = StormSim::start(StormSimOptions::default())
+        .await
+        .expect("storm");
     let rig = DetectRig::start(|c, _, _| {
         if let Some(f) = c.forces.get_mut(FORCE) {
             f.command_control = Some(storm(&sim));
@@ -338,7 +406,13 @@ async fn storm_grading_and_log_entries_become_incident_events() {
     )
     .expect("storm client");
     let number = create_incident(&client, "m-1", "3").await;
-    wait_for(&rig.ihub, "the first grading", 1, has(&number, "INCIDENT_GRADED")).await;
+    wait_for(
+        &rig.ihub,
+        "the first grading",
+        1,
+        has(&number, "INCIDENT_GRADED"),
+    )
+    .await;
 
     sim.regrade(&number, "1").expect("regrade");
     wait_for(&rig.ihub, "the regrade", 2, has(&number, "INCIDENT_GRADED")).await;
@@ -368,21 +442,57 @@ async fn storm_grading_and_log_entries_become_incident_events() {
 /// change is exactly one event however the polls fall; three are no-ops.
 fn stream() -> Vec<(Mutation, Option<&'static str>)> {
     vec![
-        (officer(R3, "OFF-1003", "2026-03-01T09:00:00Z"), Some("CASE_ALLOCATED")),
-        (status(R3, "CSTS_0002", "2026-03-01T09:00:01Z"), Some("CASE_STATUS_CHANGED")),
+        (
+            officer(R3, "OFF-1003", "2026-03-01T09:00:00Z"),
+            Some("CASE_ALLOCATED"),
+        ),
+        (
+            status(R3, "CSTS_0002", "2026-03-01T09:00:01Z"),
+            Some("CASE_STATUS_CHANGED"),
+        ),
         (update(R1, "2026-03-01T09:00:02Z"), None),
-        (officer(R2, "OFF-1004", "2026-03-01T09:00:03Z"), Some("CASE_OIC_CHANGED")),
+        (
+            officer(R2, "OFF-1004", "2026-03-01T09:00:03Z"),
+            Some("CASE_OIC_CHANGED"),
+        ),
         (status(R4, "CSTS_0004", "2026-03-01T09:00:04Z"), None),
-        (outcome(R2, "21", "2026-03-01T09:00:05Z"), Some("CASE_OUTCOME_ASSIGNED")),
-        (status(R5, "CSTS_0002", "2026-03-01T09:00:06Z"), Some("CASE_STATUS_CHANGED")),
-        (officer(R6, "OFF-1006", "2026-03-01T09:00:07Z"), Some("CASE_OIC_CHANGED")),
+        (
+            outcome(R2, "21", "2026-03-01T09:00:05Z"),
+            Some("CASE_OUTCOME_ASSIGNED"),
+        ),
+        (
+            status(R5, "CSTS_0002", "2026-03-01T09:00:06Z"),
+            Some("CASE_STATUS_CHANGED"),
+        ),
+        (
+            officer(R6, "OFF-1006", "2026-03-01T09:00:07Z"),
+            Some("CASE_OIC_CHANGED"),
+        ),
         (outcome(R1, "14", "2026-03-01T09:00:08Z"), None),
-        (officer(R4, "OFF-1001", "2026-03-01T09:00:09Z"), Some("CASE_OIC_CHANGED")),
-        (status(R6, "CSTS_0004", "2026-03-01T09:00:10Z"), Some("CASE_STATUS_CHANGED")),
-        (outcome(R5, "1", "2026-03-01T09:00:11Z"), Some("CASE_OUTCOME_ASSIGNED")),
-        (status(R1, "CSTS_0004", "2026-03-01T09:00:12Z"), Some("CASE_STATUS_CHANGED")),
-        (outcome(R3, "16", "2026-03-01T09:00:13Z"), Some("CASE_OUTCOME_ASSIGNED")),
-        (status(R2, "CSTS_0003", "2026-03-01T09:00:14Z"), Some("CASE_STATUS_CHANGED")),
+        (
+            officer(R4, "OFF-1001", "2026-03-01T09:00:09Z"),
+            Some("CASE_OIC_CHANGED"),
+        ),
+        (
+            status(R6, "CSTS_0004", "2026-03-01T09:00:10Z"),
+            Some("CASE_STATUS_CHANGED"),
+        ),
+        (
+            outcome(R5, "1", "2026-03-01T09:00:11Z"),
+            Some("CASE_OUTCOME_ASSIGNED"),
+        ),
+        (
+            status(R1, "CSTS_0004", "2026-03-01T09:00:12Z"),
+            Some("CASE_STATUS_CHANGED"),
+        ),
+        (
+            outcome(R3, "16", "2026-03-01T09:00:13Z"),
+            Some("CASE_OUTCOME_ASSIGNED"),
+        ),
+        (
+            status(R2, "CSTS_0003", "2026-03-01T09:00:14Z"),
+            Some("CASE_STATUS_CHANGED"),
+        ),
     ]
 }
 
@@ -404,7 +514,10 @@ async fn the_warehouse_to_athena_swap_during_a_stream_of_changes_misses_and_repe
     let reference = DetectRig::start(|_, _, _| {}).await;
     reference.athena.load_dataset(&dataset);
     for rig in [&swapping, &reference] {
-        wait_for(&rig.ihub, "every case recorded", 6, |e| e.event_type == "CASE_RECORDED").await;
+        wait_for(&rig.ihub, "every case recorded", 6, |e| {
+            e.event_type == "CASE_RECORDED"
+        })
+        .await;
     }
 
     let changes = stream();
@@ -451,7 +564,11 @@ async fn the_warehouse_to_athena_swap_during_a_stream_of_changes_misses_and_repe
         eventually(&format!("{name}: every expected event"), secs(60), || {
             let got = seen(&rig.ihub).len();
             async move {
-                if got >= total { Ok(()) } else { Err(format!("{got} of {total}")) }
+                if got >= total {
+                    Ok(())
+                } else {
+                    Err(format!("{got} of {total}"))
+                }
             }
         })
         .await;
@@ -479,8 +596,12 @@ async fn the_warehouse_to_athena_swap_during_a_stream_of_changes_misses_and_repe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_node_waits_for_the_lease_and_takes_over_when_it_lapses() {
     use gateway::detect::Detector;
-    let athena = AthenaSim::start(AthenaSimOptions::default()).await.expect("athena");
-    let ihub = IhubSim::start(IhubSimOptions::default()).await.expect("ihub");
+    let athena = AthenaSim::start(AthenaSimOptions::default())
+        .await
+        .expect("athena");
+    let ihub = IhubSim::start(IhubSimOptions::default())
+        .await
+        .expect("ihub");
     athena.load_dataset(&Dataset::builtin());
     let dir = tempfile::tempdir().expect("dir");
     let url = format!("sqlite://{}", dir.path().join("j.db").display());

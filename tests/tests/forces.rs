@@ -9,8 +9,9 @@ use fixtures::{
     ihub::{IhubSim, IhubSimOptions},
 };
 use nmpp_tests::{
-    FORCE, IHUB_FORCE_ID, eventually, sdm, secs,
+    FORCE, IHUB_FORCE_ID,
     detect::{DetectRig, SeenEvent, athena_records, detecting_force, seen},
+    eventually, sdm, secs,
 };
 use replay::ExchangeFilter;
 use std::collections::BTreeSet;
@@ -28,20 +29,38 @@ async fn wait_for(ihub: &IhubSim, what: &str, f: impl Fn(&SeenEvent) -> bool) {
 
 async fn recorded(ihub: &IhubSim) {
     eventually("every case recorded", secs(30), || {
-        let n = seen(ihub).iter().filter(|e| e.event_type == "CASE_RECORDED").count();
-        async move { if n >= 6 { Ok(()) } else { Err(format!("{n} of 6")) } }
+        let n = seen(ihub)
+            .iter()
+            .filter(|e| e.event_type == "CASE_RECORDED")
+            .count();
+        async move {
+            if n >= 6 {
+                Ok(())
+            } else {
+                Err(format!("{n} of 6"))
+            }
+        }
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_forces_side_by_side_never_leak_into_each_other() {
-    let other_athena = AthenaSim::start(AthenaSimOptions::default()).await.expect("athena");
-    let other_ihub = IhubSim::start(IhubSimOptions::default()).await.expect("ihub");
+    let other_athena = AthenaSim::start(AthenaSimOptions::default())
+        .await
+        .expect("athena");
+    let other_ihub = IhubSim::start(IhubSimOptions::default())
+        .await
+        .expect("ihub");
     let rig = DetectRig::start(|c, _, _| {
         c.forces.insert(
             OTHER.into(),
-            detecting_force("Otherford Police", OTHER_ID, athena_records(&other_athena), &other_ihub),
+            detecting_force(
+                "Otherford Police",
+                OTHER_ID,
+                athena_records(&other_athena),
+                &other_ihub,
+            ),
         );
     })
     .await;
@@ -104,18 +123,38 @@ async fn two_forces_side_by_side_never_leak_into_each_other() {
     for ihub in [&rig.ihub, &other_ihub] {
         eventually("eight events", secs(30), || {
             let n = seen(ihub).len();
-            async move { if n >= 8 { Ok(()) } else { Err(format!("{n} of 8")) } }
+            async move {
+                if n >= 8 {
+                    Ok(())
+                } else {
+                    Err(format!("{n} of 8"))
+                }
+            }
         })
         .await;
     }
     // Events: each receiver has only its force's events.
     let mine = seen(&rig.ihub);
     let theirs = seen(&other_ihub);
-    assert!(mine.iter().all(|e| e.force_identifier == IHUB_FORCE_ID.to_string()), "{mine:#?}");
-    assert!(theirs.iter().all(|e| e.force_identifier == OTHER_ID.to_string()), "{theirs:#?}");
-    assert!(!mine.iter().any(|e| e.event_type == "CASE_OIC_CHANGED"), "{mine:#?}");
     assert!(
-        !theirs.iter().any(|e| e.subject == "42/00103/26" && e.event_type == "CASE_STATUS_CHANGED"),
+        mine.iter()
+            .all(|e| e.force_identifier == IHUB_FORCE_ID.to_string()),
+        "{mine:#?}"
+    );
+    assert!(
+        theirs
+            .iter()
+            .all(|e| e.force_identifier == OTHER_ID.to_string()),
+        "{theirs:#?}"
+    );
+    assert!(
+        !mine.iter().any(|e| e.event_type == "CASE_OIC_CHANGED"),
+        "{mine:#?}"
+    );
+    assert!(
+        !theirs
+            .iter()
+            .any(|e| e.subject == "42/00103/26" && e.event_type == "CASE_STATUS_CHANGED"),
         "{theirs:#?}"
     );
     let sentinel = |v: &[SeenEvent]| {
@@ -140,7 +179,12 @@ async fn two_forces_side_by_side_never_leak_into_each_other() {
         let page = rig.journal.list(&filter, None, 1000).await.expect("list");
         assert_eq!(page.items.len(), events.len(), "{force}");
         for x in &page.items {
-            let p = rig.journal.payloads(x.id).await.expect("payloads").expect("stored");
+            let p = rig
+                .journal
+                .payloads(x.id)
+                .await
+                .expect("payloads")
+                .expect("stored");
             let ev: serde_json::Value = serde_json::from_slice(&p.original).expect("json");
             assert_eq!(ev["forceIdentifier"], id, "{force}: {ev}");
             assert!(ids(events).contains(ev["eventId"].as_str().unwrap_or_default()));
@@ -157,9 +201,16 @@ async fn two_forces_side_by_side_never_leak_into_each_other() {
         sdm::submission_mut(&mut doc)["attributes"]["forceIdentifier"] = force_id.into();
         let key = sdm::submission_id(&doc);
         let accepted = api.submit_ok(&doc).await;
-        api.wait_for_status(&accepted.exchange_id, "delivered", secs(30)).await;
-        assert!(to.record_by_key(&key).is_some(), "force {force_id}: not delivered");
-        assert!(not_to.record_by_key(&key).is_none(), "force {force_id}: leaked");
+        api.wait_for_status(&accepted.exchange_id, "delivered", secs(30))
+            .await;
+        assert!(
+            to.record_by_key(&key).is_some(),
+            "force {force_id}: not delivered"
+        );
+        assert!(
+            not_to.record_by_key(&key).is_none(),
+            "force {force_id}: leaked"
+        );
     }
     rig.stop().await;
 }

@@ -15,6 +15,17 @@ use uuid::Uuid;
 /// Version of the NMPP event model the detector writes.
 pub const EVENT_MODEL_VERSION: &str = "1.0.0";
 
+/// Every event type change detection emits (the exchange kinds of its outbound exchanges).
+pub const EVENT_TYPES: &[&str] = &[
+    "case.recorded",
+    "case.allocated",
+    "case.oicChanged",
+    "case.statusChanged",
+    "case.outcomeAssigned",
+    "incident.graded",
+    "incident.logEntry",
+];
+
 /// A group of case fields refreshed on its own schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -368,7 +379,10 @@ mod tests {
         doc["statusChangedAt"] = json!("2026-02-01T10:00:00Z");
         let ev = compare(&ctx(), &mut snap, Group::Status, &doc, 2).unwrap();
         assert_eq!(ev["type"], "case.statusChanged");
-        assert_eq!(ev["data"], json!({"status": "CSTS_0002", "previous": "CSTS_0001"}));
+        assert_eq!(
+            ev["data"],
+            json!({"status": "CSTS_0002", "previous": "CSTS_0001"})
+        );
         assert_eq!(ev["occurredAt"], "2026-02-01T10:00:00Z");
         assert_eq!(compare(&ctx(), &mut snap, Group::Status, &doc, 3), None);
         // The same change compared from an older snapshot gets the same id.
@@ -381,7 +395,8 @@ mod tests {
     #[test]
     fn officers_allocate_then_change() {
         let (_, mut snap) = first_sight(&ctx(), &case(), 0);
-        let officer = |id: &str| json!({"officerId": id, "collarNumber": "1", "displayName": "PC 1 X"});
+        let officer =
+            |id: &str| json!({"officerId": id, "collarNumber": "1", "displayName": "PC 1 X"});
         let mut doc = case();
         doc["officerInCharge"] = officer("O1");
         let ev = compare(&ctx(), &mut snap, Group::Officer, &doc, 1).unwrap();

@@ -580,7 +580,9 @@ impl Detector {
             user_agent: None,
             correlation_id: Some(event_id.clone()),
             event_uid: Uuid::now_v7(),
-            detail: Some(serde_json::json!({ "type": kind, "eventId": event_id, "source": source })),
+            detail: Some(
+                serde_json::json!({ "type": kind, "eventId": event_id, "source": source }),
+            ),
         };
         if self.journal.accept(exchange, audit).await? == AcceptOutcome::Created {
             report.events += 1;
