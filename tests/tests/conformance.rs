@@ -1165,7 +1165,10 @@ async fn stats_count_by_force_kind_and_status(b: Backend) {
 /// and one winner when two handles race for the same version.
 async fn state_is_compare_and_set_and_listed_by_prefix(b: Backend) {
     let j = b.journal.as_ref();
-    assert_eq!(j.state_get("detect/kent", "cursor/records").await.unwrap(), None);
+    assert_eq!(
+        j.state_get("detect/kent", "cursor/records").await.unwrap(),
+        None
+    );
     let first = j
         .state_put("detect/kent", "cursor/records", None, b"one".to_vec())
         .await
@@ -1218,12 +1221,19 @@ async fn state_is_compare_and_set_and_listed_by_prefix(b: Backend) {
         keys(j.state_list("detect/kent", "case%").await.unwrap()),
         Vec::<String>::new()
     );
-    let essex = j.state_get("detect/essex", "case/A").await.unwrap().unwrap();
+    let essex = j
+        .state_get("detect/essex", "case/A")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(essex.value, b"detect/essex:case/A");
 
     // Empty keys and oversized values are refused by name.
     let bad = j.state_put("detect/kent", "", None, vec![]).await;
-    assert!(matches!(bad, Err(JournalError::Invalid(ref m)) if m.contains("key")), "{bad:?}");
+    assert!(
+        matches!(bad, Err(JournalError::Invalid(ref m)) if m.contains("key")),
+        "{bad:?}"
+    );
 
     // Two handles (two gateway nodes) race from the same version: exactly one wins.
     let other = b.open_another().await;
@@ -1232,9 +1242,14 @@ async fn state_is_compare_and_set_and_listed_by_prefix(b: Backend) {
         for i in 0..4 {
             let h = h.clone();
             tasks.push(tokio::spawn(async move {
-                h.state_put("detect/kent", "lease", None, format!("{n}-{i}").into_bytes())
-                    .await
-                    .is_ok()
+                h.state_put(
+                    "detect/kent",
+                    "lease",
+                    None,
+                    format!("{n}-{i}").into_bytes(),
+                )
+                .await
+                .is_ok()
             }));
         }
     }
@@ -1243,7 +1258,11 @@ async fn state_is_compare_and_set_and_listed_by_prefix(b: Backend) {
         created += usize::from(t.await.unwrap());
     }
     assert_eq!(created, 1, "exactly one creator");
-    let lease = other.state_get("detect/kent", "lease").await.unwrap().unwrap();
+    let lease = other
+        .state_get("detect/kent", "lease")
+        .await
+        .unwrap()
+        .unwrap();
     let mut tasks = Vec::new();
     for h in [b.journal.clone(), other.clone(), b.journal.clone(), other] {
         tasks.push(tokio::spawn(async move {
@@ -1256,7 +1275,11 @@ async fn state_is_compare_and_set_and_listed_by_prefix(b: Backend) {
     for t in tasks {
         won += usize::from(t.await.unwrap());
     }
-    assert_eq!(won, 1, "exactly one compare-and-set from version {}", lease.version);
+    assert_eq!(
+        won, 1,
+        "exactly one compare-and-set from version {}",
+        lease.version
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

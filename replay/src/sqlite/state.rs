@@ -12,8 +12,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StateEntry> {
         key: r.get(1)?,
         version: version as u64,
         value: r.get(3)?,
-        updated_at: OffsetDateTime::parse(&at, &Rfc3339)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        updated_at: OffsetDateTime::parse(&at, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH),
     })
 }
 
