@@ -266,7 +266,7 @@ impl Reloader {
             Ok(r) => tracing::info!(forces = r.forces.len(), swapped = ?r.records_swapped,
                 "configuration reloaded"),
             Err(e) => {
-                tracing::warn!(error = %e, "configuration reload rejected; the running configuration stays")
+                tracing::warn!(error = %e, "configuration reload rejected; the running configuration stays");
             }
         }
         result

@@ -759,7 +759,7 @@ async fn search_filters_each_key_pages_and_counts(b: Backend) {
     }
     assert_eq!(seen.len(), all.len());
     let mut sorted = seen.clone();
-    sorted.sort_by(|a, b| b.0.cmp(&a.0));
+    sorted.sort_by_key(|b| std::cmp::Reverse(b.0));
     assert_eq!(
         seen.iter().map(|s| s.0).collect::<Vec<_>>(),
         sorted.iter().map(|s| s.0).collect::<Vec<_>>()

@@ -85,7 +85,7 @@ pub(crate) async fn ready(State(st): State<AppState>) -> impl IntoResponse {
             Err(_) => ("down", Some("timeout".into())),
         };
         AdapterHealth {
-            force: force.to_owned(),
+            force,
             system: rt.records.name().into(),
             status,
             error,

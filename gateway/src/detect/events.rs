@@ -102,7 +102,9 @@ fn officer_id(v: Option<&Value>) -> Option<&str> {
     v.and_then(|o| o.get("officerId")).and_then(Value::as_str)
 }
 
-/// One NMPP event document.
+/// One NMPP event document. (A private builder called from four places; a struct for its
+/// arguments would only restate them.)
+#[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)]
 fn event(
     force: &str,
     force_id: u32,
