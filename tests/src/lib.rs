@@ -703,6 +703,11 @@ impl ProcessGateway {
         Api::new(self.base_url(), API_KEY, API_SECRET)
     }
 
+    /// The process id while it runs (to send it a signal).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Whether the process is running (as far as this handle knows).
     pub fn is_running(&self) -> bool {
         self.child.is_some()

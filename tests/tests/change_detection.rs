@@ -699,3 +699,104 @@ async fn a_second_node_waits_for_the_lease_and_takes_over_when_it_lapses() {
     assert_eq!(third.events, 1, "only the new change: {third:?}");
     drop(ihub);
 }
+
+/// The counter `gateway_config_reloads_total{outcome=…}` as the gateway's `/metrics` shows it.
+async fn reloads(api: &nmpp_tests::Api, outcome: &str) -> u64 {
+    let text = api
+        .get("/metrics")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let prefix = format!("gateway_config_reloads_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_re_reads_the_file_refuses_a_broken_one_and_applies_a_good_one() {
+    let first = AthenaSim::start(AthenaSimOptions::default())
+        .await
+        .expect("athena");
+    let second = AthenaSim::start(AthenaSimOptions::default())
+        .await
+        .expect("athena");
+    let mut gw = nmpp_tests::ProcessGateway::new(&first.base_url());
+    gw.start().await;
+    let api = gw.api();
+    let hup = |pid: Option<u32>| {
+        let pid = pid.expect("running").to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -HUP {pid}");
+    };
+    let deliver = |to: &'static str| {
+        let api = api.clone();
+        async move {
+            let doc = nmpp_tests::sdm::online_crime_report();
+            let key = nmpp_tests::sdm::submission_id(&doc);
+            let accepted = api.submit_ok(&doc).await;
+            api.wait_for_status(&accepted.exchange_id, "delivered", secs(30))
+                .await;
+            (to, key)
+        }
+    };
+    let (_, key) = deliver("first").await;
+    assert!(first.record_by_key(&key).is_some());
+
+    // A broken file: refused, named in the log, and the gateway goes on as it was.
+    let good = std::fs::read_to_string(gw.config_path()).expect("config");
+    std::fs::write(gw.config_path(), format!("{good}\n[bogus]\nkey = 1\n")).expect("write");
+    hup(gw.pid());
+    eventually("the reload refused", secs(30), || {
+        let api = api.clone();
+        async move {
+            match reloads(&api, "rejected").await {
+                1 => Ok(()),
+                n => Err(format!("{n} rejected")),
+            }
+        }
+    })
+    .await;
+    assert!(gw.stderr_log().contains("bogus"), "{}", gw.stderr_log());
+    let (_, key) = deliver("first").await;
+    assert!(
+        first.record_by_key(&key).is_some(),
+        "still the first Athena"
+    );
+
+    // A good file pointing the force at another Athena: applied without a restart.
+    let mut config = gw.config.clone();
+    if let Some(f) = config.forces.get_mut(FORCE) {
+        f.records = adapters::RecordSystemConfig::Athena(adapters::athena::AthenaConfig::new(
+            second.base_url(),
+        ));
+    }
+    nmpp_tests::write_config(&config, gw.config_path());
+    hup(gw.pid());
+    eventually("the reload applied", secs(30), || {
+        let api = api.clone();
+        async move {
+            match reloads(&api, "applied").await {
+                1 => Ok(()),
+                n => Err(format!("{n} applied")),
+            }
+        }
+    })
+    .await;
+    let (_, key) = deliver("second").await;
+    assert!(
+        second.record_by_key(&key).is_some(),
+        "now the second Athena"
+    );
+    assert!(first.record_by_key(&key).is_none());
+    assert_eq!(gw.starts, 1, "no restart");
+    gw.kill().await;
+}
