@@ -800,3 +800,116 @@ async fn sighup_re_reads_the_file_refuses_a_broken_one_and_applies_a_good_one() 
     assert_eq!(gw.starts, 1, "no restart");
     gw.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_postgres_journal_detect_every_change_once() {
+    use gateway::detect::Detector;
+    // A fresh PostgreSQL journal database, dropped at the end.
+    let admin_url = std::env::var("NMPP_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (admin, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432");
+    tokio::spawn(conn);
+    let name = format!("nmpp_detect_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let url = format!("{}/{name}", &admin_url[..admin_url.rfind('/').unwrap_or(0)]);
+
+    let athena = AthenaSim::start(AthenaSimOptions::default())
+        .await
+        .expect("athena");
+    let dataset = Dataset::builtin();
+    athena.load_dataset(&dataset);
+    let mappings = Arc::new(mappings::Mappings::builtin().expect("mappings"));
+    let records = athena_records(&athena).build(mappings).expect("records");
+    let mut cfg = nmpp_tests::detect::fast_detection();
+    // Short enough that the lease moves between the nodes during the test.
+    cfg.lease_ms = 100;
+    let mut nodes = Vec::new();
+    for n in ["node-a", "node-b"] {
+        // Each node has its own journal handle (its own pool), as two processes would.
+        let journal = replay::open(&url, replay::OpenOptions::default())
+            .await
+            .expect("journal");
+        nodes.push(Arc::new(Detector::new(
+            FORCE,
+            IHUB_FORCE_ID,
+            cfg.clone(),
+            records.clone(),
+            None,
+            journal,
+            Arc::new(tokio::sync::Notify::new()),
+            n,
+        )));
+    }
+    let changes = stream();
+    let mut leaders = BTreeSet::new();
+    // Record every case first (a case first seen after a change is recorded with it, in
+    // `case.recorded`, and that change is no event of its own).
+    let mut events = nodes[0].poll().await.expect("first poll").events;
+    assert_eq!(events, dataset.crimes.len());
+    for (i, (_, m, _)) in changes.iter().enumerate() {
+        athena.apply(m).expect("applies");
+        // Both nodes poll at once; every few changes the lease lapses so the other may take it.
+        let (a, b) = (nodes[0].clone(), nodes[1].clone());
+        let (ra, rb) = tokio::join!(a.poll(), b.poll());
+        for (who, r) in [
+            ("node-a", ra.expect("a polls")),
+            ("node-b", rb.expect("b polls")),
+        ] {
+            if r.leader {
+                leaders.insert(who);
+            }
+            events += r.events;
+        }
+        if i % 4 == 3 {
+            // Let the lease lapse and have the other node poll first: leadership moves.
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            let (who, next) = if (i / 4) % 2 == 0 {
+                ("node-b", &nodes[1])
+            } else {
+                ("node-a", &nodes[0])
+            };
+            let r = next.poll().await.expect("polls");
+            if r.leader {
+                leaders.insert(who);
+            }
+            events += r.events;
+        }
+    }
+    // Drain: poll until nothing more is due.
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        for n in &nodes {
+            events += n.poll().await.expect("polls").events;
+        }
+    }
+    let expected = dataset.crimes.len() + changes.iter().filter(|c| c.2.is_some()).count();
+    assert_eq!(
+        events, expected,
+        "events journalled by the two nodes together"
+    );
+    let journal = replay::open(&url, replay::OpenOptions::default())
+        .await
+        .expect("journal");
+    let filter = replay::ExchangeFilter {
+        force: Some(FORCE.into()),
+        ..replay::ExchangeFilter::default()
+    };
+    assert_eq!(
+        journal.count(&filter).await.expect("count"),
+        expected as u64
+    );
+    assert_eq!(
+        leaders.len(),
+        2,
+        "the lease moved between the nodes: {leaders:?}"
+    );
+    drop((nodes, journal));
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+}
