@@ -254,8 +254,8 @@ fn spawn_sighup_reload(reloader: std::sync::Arc<gateway::reload::Reloader>) {
         };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the configuration");
-            // The outcome is logged (and counted) by the reloader.
-            let _ = reloader.reload().await;
+            // The outcome is logged, counted and audited by the reloader.
+            let _ = reloader.reload_on_signal().await;
         }
     });
     #[cfg(not(unix))]

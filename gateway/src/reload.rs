@@ -272,6 +272,39 @@ impl Reloader {
         result
     }
 
+    /// [`Self::reload`] on a signal (SIGHUP), writing its own audit record (an API call is
+    /// audited by the request gatekeeper instead).
+    pub async fn reload_on_signal(&self) -> Result<ReloadReport, ReloadError> {
+        let result = self.reload().await;
+        let detail = match &result {
+            Ok(r) => serde_json::json!({
+                "signal": "SIGHUP",
+                "recordsSwapped": r.records_swapped,
+                "restartNeeded": r.restart_needed,
+            }),
+            Err(e) => serde_json::json!({ "signal": "SIGHUP", "error": e.to_string() }),
+        };
+        let event = replay::AuditEvent {
+            time: crate::app::now_millis(),
+            actor: "signal".into(),
+            role: "system".into(),
+            force: None,
+            action: "config.reload".into(),
+            object_type: Some("configuration".into()),
+            object_id: None,
+            result: if result.is_ok() { "success" } else { "failure" }.into(),
+            source_ip: None,
+            user_agent: None,
+            correlation_id: None,
+            event_uid: uuid::Uuid::now_v7(),
+            detail: Some(detail),
+        };
+        if let Err(e) = self.journal.audit(event).await {
+            tracing::warn!(error = %e, "could not audit a configuration reload");
+        }
+        result
+    }
+
     async fn apply(&self, source: ConfigSource) -> Result<ReloadReport, ReloadError> {
         let mut config = source().map_err(|ConfigError::Invalid(m)| {
             ReloadError::Invalid(m.split("; ").map(str::to_owned).collect())

@@ -799,6 +799,22 @@ async fn sighup_re_reads_the_file_refuses_a_broken_one_and_applies_a_good_one() 
     assert!(first.record_by_key(&key).is_none());
     assert_eq!(gw.starts, 1, "no restart");
     gw.kill().await;
+    // Both reloads are in the audit trail, the refused one as a failure.
+    let journal = replay::open(
+        &format!("sqlite://{}", gw.journal_path().display()),
+        replay::OpenOptions::default(),
+    )
+    .await
+    .expect("journal");
+    let results: Vec<String> = journal
+        .audit_records(1, 10_000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|r| r.event.action == "config.reload")
+        .map(|r| format!("{} {}", r.event.actor, r.event.result))
+        .collect();
+    assert_eq!(results, ["signal failure", "signal success"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
