@@ -929,3 +929,57 @@ async fn two_nodes_on_one_postgres_journal_detect_every_change_once() {
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_names_change_detection_problems_and_accepts_a_good_section() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = |text: String| {
+        let path = dir.path().join("gw.toml");
+        async move {
+            std::fs::write(&path, text).expect("write");
+            let out = tokio::process::Command::new(nmpp_tests::gateway_bin())
+                .arg("check-config")
+                .arg(&path)
+                .env_remove("NMPP_GATEWAY_CONFIG")
+                .output()
+                .await
+                .expect("runs");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr),
+            )
+        }
+    };
+    let force = r#"
+[forces.kent]
+name = "Kent Police"
+ihub_force_id = 46
+records = { type = "athena", base_url = "http://127.0.0.1:1" }
+"#;
+    let broken = format!(
+        "{force}\n[forces.kent.change_detection]\npoll_ms = 1000\nlease_ms = 1500\npage_size = 0\n"
+    );
+    let (code, out) = run(broken).await;
+    assert_eq!(code, Some(1), "{out}");
+    for key in [
+        "forces.kent.change_detection.page_size",
+        "forces.kent.change_detection.lease_ms",
+        "requires forces.kent.national",
+    ] {
+        assert!(out.contains(key), "{key} not named: {out}");
+    }
+    let unknown = format!("{force}\n[forces.kent.change_detection.refresh]\nstatus_mins = 1\n");
+    let (code, out) = run(unknown).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("status_mins"), "{out}");
+
+    let good = format!(
+        "{force}national = {{ type = \"ihub\", base_url = \"https://ihub.example\", \
+         token_url = \"https://ihub.example/token\", client_id = \"force-46\", \
+         client_secret = \"s\" }}\n\n[forces.kent.change_detection]\nstart = \"now\"\n\
+         [forces.kent.change_detection.refresh]\nofficer_ms = 60000\n"
+    );
+    let (code, out) = run(good).await;
+    assert_eq!(code, Some(0), "{out}");
+}
