@@ -153,7 +153,9 @@ impl Default for JournalConfig {
     }
 }
 
-/// Delivery policy.
+/// Delivery policy. The keys from `max_attempts` to `ordered_by_case` are the defaults of every
+/// target; `[delivery.targets.<system>]` overrides any of them for one target system (e.g.
+/// `athena`), for every force.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
@@ -173,10 +175,31 @@ pub struct DeliveryConfig {
     pub backoff_factor: f32,
     /// Randomise delays so retries of many exchanges spread out. Default true.
     pub jitter: bool,
+    /// Longest one attempt may take, from sending to the target's answer. An attempt that
+    /// exceeds it is abandoned and counts as a retryable failure of class `timeout` (the
+    /// outcome is unknown, so the retry carries the same idempotency key). Default 30000 ms.
+    pub attempt_timeout_ms: u64,
+    /// Consecutive retryable failures at a target (one force's system) that open its circuit
+    /// breaker; `0` turns the breaker off. Non-retryable failures (a 4xx rejection, a mapping
+    /// error) are the exchange's fault and do not count. Default 5.
+    pub breaker_failures: u32,
+    /// How long an open breaker keeps work for its target unclaimed before it lets probes
+    /// through (half-open). Default 30000 ms.
+    pub breaker_open_ms: u64,
+    /// Attempts let through at once while half-open; the first success closes the breaker, a
+    /// retryable failure opens it again. Default 1.
+    pub breaker_half_open_probes: u32,
+    /// Deliver each case's exchanges to the target in the order they were journalled: an
+    /// exchange waits while an earlier one of the same case (force and case reference) for the
+    /// same target is pending. Parked exchanges never block. Default false.
+    pub ordered_by_case: bool,
     /// How long a claimed exchange is reserved for this node. Default 60000 ms.
     pub lease_ms: u64,
     /// How often the journal is polled for due retries when nothing new arrives. Default 500 ms.
     pub poll_ms: u64,
+    /// Overrides for one target system, by its name (`athena`, `athena_dw`, `storm`, `dams`,
+    /// `ihub`).
+    pub targets: BTreeMap<String, TargetOverride>,
 }
 
 impl Default for DeliveryConfig {
@@ -189,9 +212,198 @@ impl Default for DeliveryConfig {
             max_backoff_ms: 300_000,
             backoff_factor: 2.0,
             jitter: true,
+            attempt_timeout_ms: 30_000,
+            breaker_failures: 5,
+            breaker_open_ms: 30_000,
+            breaker_half_open_probes: 1,
+            ordered_by_case: false,
             lease_ms: 60_000,
             poll_ms: 500,
+            targets: BTreeMap::new(),
         }
+    }
+}
+
+/// Target systems a `[delivery.targets.<name>]` table may name.
+pub const DELIVERY_TARGETS: &[&str] = &["athena", "athena_dw", "storm", "dams", "ihub"];
+
+/// `[delivery.targets.<system>]`: any key left out takes its value from `[delivery]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetOverride {
+    /// See [`DeliveryConfig::max_attempts`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// See [`DeliveryConfig::initial_backoff_ms`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_backoff_ms: Option<u64>,
+    /// See [`DeliveryConfig::max_backoff_ms`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_backoff_ms: Option<u64>,
+    /// See [`DeliveryConfig::backoff_factor`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_factor: Option<f32>,
+    /// See [`DeliveryConfig::jitter`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<bool>,
+    /// See [`DeliveryConfig::attempt_timeout_ms`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_timeout_ms: Option<u64>,
+    /// See [`DeliveryConfig::breaker_failures`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker_failures: Option<u32>,
+    /// See [`DeliveryConfig::breaker_open_ms`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker_open_ms: Option<u64>,
+    /// See [`DeliveryConfig::breaker_half_open_probes`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker_half_open_probes: Option<u32>,
+    /// See [`DeliveryConfig::ordered_by_case`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordered_by_case: Option<bool>,
+}
+
+/// The delivery policy in force for one target system: `[delivery]` with its
+/// `[delivery.targets.<system>]` overrides applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetPolicy {
+    /// Attempts before parking.
+    pub max_attempts: u32,
+    /// Delay before the second attempt, in ms.
+    pub initial_backoff_ms: u64,
+    /// Longest delay between attempts, in ms.
+    pub max_backoff_ms: u64,
+    /// Growth factor of the delay.
+    pub backoff_factor: f32,
+    /// Randomised delays.
+    pub jitter: bool,
+    /// Longest one attempt may take, in ms.
+    pub attempt_timeout_ms: u64,
+    /// Consecutive retryable failures that open the breaker (0: no breaker).
+    pub breaker_failures: u32,
+    /// How long the breaker stays open, in ms.
+    pub breaker_open_ms: u64,
+    /// Probes let through at once while half-open.
+    pub breaker_half_open_probes: u32,
+    /// Per-case ordering.
+    pub ordered_by_case: bool,
+}
+
+impl DeliveryConfig {
+    /// The policy for `target` (a target system name such as `athena`).
+    pub fn policy(&self, target: &str) -> TargetPolicy {
+        let o = self.targets.get(target).cloned().unwrap_or_default();
+        TargetPolicy {
+            max_attempts: o.max_attempts.unwrap_or(self.max_attempts),
+            initial_backoff_ms: o.initial_backoff_ms.unwrap_or(self.initial_backoff_ms),
+            max_backoff_ms: o.max_backoff_ms.unwrap_or(self.max_backoff_ms),
+            backoff_factor: o.backoff_factor.unwrap_or(self.backoff_factor),
+            jitter: o.jitter.unwrap_or(self.jitter),
+            attempt_timeout_ms: o.attempt_timeout_ms.unwrap_or(self.attempt_timeout_ms),
+            breaker_failures: o.breaker_failures.unwrap_or(self.breaker_failures),
+            breaker_open_ms: o.breaker_open_ms.unwrap_or(self.breaker_open_ms),
+            breaker_half_open_probes: o
+                .breaker_half_open_probes
+                .unwrap_or(self.breaker_half_open_probes),
+            ordered_by_case: o.ordered_by_case.unwrap_or(self.ordered_by_case),
+        }
+    }
+
+    /// Target systems with `ordered_by_case` in force, among `targets`.
+    pub fn ordered_targets<'a>(&self, targets: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut out: Vec<String> = targets
+            .into_iter()
+            .filter(|t| self.policy(t).ordered_by_case)
+            .map(str::to_owned)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Every problem with the delivery policy, each naming its key.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.workers == 0 {
+            problems.push("delivery.workers: must be at least 1".into());
+        }
+        if self.lease_ms == 0 {
+            problems.push("delivery.lease_ms: must be at least 1".into());
+        }
+        if self.poll_ms == 0 {
+            problems.push("delivery.poll_ms: must be at least 1".into());
+        }
+        check_policy("delivery", &self.policy(""), &mut problems);
+        for (name, o) in &self.targets {
+            let prefix = format!("delivery.targets.{name}");
+            if !DELIVERY_TARGETS.contains(&name.as_str()) {
+                problems.push(format!(
+                    "{prefix}: unknown target system {name:?} (expected one of {})",
+                    DELIVERY_TARGETS.join(", ")
+                ));
+            }
+            // Name only what the table sets, so an inherited problem is reported once.
+            let mut mine = Vec::new();
+            check_policy(&prefix, &self.policy(name), &mut mine);
+            problems.extend(mine.into_iter().filter(|p| {
+                let key = p
+                    .strip_prefix(&format!("{prefix}."))
+                    .and_then(|rest| rest.split(':').next())
+                    .unwrap_or("");
+                o.sets(key)
+            }));
+        }
+        problems
+    }
+}
+
+impl TargetOverride {
+    /// Whether this table sets `key`.
+    fn sets(&self, key: &str) -> bool {
+        match key {
+            "max_attempts" => self.max_attempts.is_some(),
+            "initial_backoff_ms" => self.initial_backoff_ms.is_some(),
+            // A cap below the initial delay is a problem of whichever of the two is set here.
+            "max_backoff_ms" => self.max_backoff_ms.is_some() || self.initial_backoff_ms.is_some(),
+            "backoff_factor" => self.backoff_factor.is_some(),
+            "attempt_timeout_ms" => self.attempt_timeout_ms.is_some(),
+            "breaker_open_ms" => self.breaker_open_ms.is_some(),
+            "breaker_half_open_probes" => self.breaker_half_open_probes.is_some(),
+            _ => true,
+        }
+    }
+}
+
+/// Checks one resolved policy; problems are named `{prefix}.{key}: …`.
+fn check_policy(prefix: &str, p: &TargetPolicy, problems: &mut Vec<String>) {
+    if p.max_attempts == 0 {
+        problems.push(format!("{prefix}.max_attempts: must be at least 1"));
+    }
+    if p.initial_backoff_ms == 0 {
+        problems.push(format!("{prefix}.initial_backoff_ms: must be at least 1"));
+    }
+    if p.max_backoff_ms < p.initial_backoff_ms {
+        problems.push(format!(
+            "{prefix}.max_backoff_ms: must be at least initial_backoff_ms ({} ms), got {} ms",
+            p.initial_backoff_ms, p.max_backoff_ms
+        ));
+    }
+    if !(p.backoff_factor.is_finite() && p.backoff_factor >= 1.0) {
+        problems.push(format!(
+            "{prefix}.backoff_factor: must be a number of at least 1.0, got {}",
+            p.backoff_factor
+        ));
+    }
+    if p.attempt_timeout_ms == 0 {
+        problems.push(format!("{prefix}.attempt_timeout_ms: must be at least 1"));
+    }
+    if p.breaker_failures > 0 && p.breaker_open_ms == 0 {
+        problems.push(format!("{prefix}.breaker_open_ms: must be at least 1"));
+    }
+    if p.breaker_failures > 0 && p.breaker_half_open_probes == 0 {
+        problems.push(format!(
+            "{prefix}.breaker_half_open_probes: must be at least 1"
+        ));
     }
 }
 
@@ -371,14 +583,9 @@ impl Config {
                 }
             }
         }
-        if self.delivery.max_attempts == 0 {
-            problems.push("delivery.max_attempts: must be at least 1".into());
-        }
+        problems.extend(self.delivery.problems());
         if self.journal.max_batch == 0 {
             problems.push("journal.max_batch: must be at least 1".into());
-        }
-        if self.delivery.workers == 0 {
-            problems.push("delivery.workers: must be at least 1".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             problems.push(format!(
@@ -450,5 +657,91 @@ mod tests {
             assert!(err.contains("listn"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn target_overrides_inherit_the_delivery_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "gw.toml",
+                r#"
+                [delivery]
+                max_attempts = 6
+                breaker_failures = 4
+                [delivery.targets.athena]
+                max_attempts = 3
+                attempt_timeout_ms = 2000
+                ordered_by_case = true
+                "#,
+            )?;
+            jail.set_env(
+                "NMPP_GATEWAY__DELIVERY__TARGETS__ATHENA__BREAKER_OPEN_MS",
+                "750",
+            );
+            let c = Config::load(Some(Path::new("gw.toml"))).map_err(|e| e.to_string())?;
+            let athena = c.delivery.policy("athena");
+            assert_eq!(athena.max_attempts, 3);
+            assert_eq!(athena.attempt_timeout_ms, 2000);
+            assert_eq!(athena.breaker_open_ms, 750);
+            assert!(athena.ordered_by_case);
+            // Inherited from [delivery].
+            assert_eq!(athena.breaker_failures, 4);
+            assert_eq!(athena.initial_backoff_ms, 1000);
+            // Another target takes [delivery] as it is.
+            let storm = c.delivery.policy("storm");
+            assert_eq!(storm.max_attempts, 6);
+            assert_eq!(storm.attempt_timeout_ms, 30_000);
+            assert!(!storm.ordered_by_case);
+            assert_eq!(
+                c.delivery.ordered_targets(["athena", "storm", "athena"]),
+                vec!["athena".to_owned()]
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_delivery_policies_are_named_key_by_key() {
+        let mut c = Config::embedded();
+        c.delivery.backoff_factor = 0.5;
+        c.delivery.targets.insert(
+            "athena".into(),
+            TargetOverride {
+                max_attempts: Some(0),
+                initial_backoff_ms: Some(5000),
+                max_backoff_ms: Some(1000),
+                attempt_timeout_ms: Some(0),
+                breaker_half_open_probes: Some(0),
+                ..TargetOverride::default()
+            },
+        );
+        c.delivery.targets.insert(
+            "athenna".into(),
+            TargetOverride {
+                jitter: Some(false),
+                ..TargetOverride::default()
+            },
+        );
+        let err = c.validate().unwrap_err().to_string();
+        for expected in [
+            "delivery.backoff_factor: must be a number of at least 1.0, got 0.5",
+            "delivery.targets.athena.max_attempts: must be at least 1",
+            "delivery.targets.athena.max_backoff_ms: must be at least initial_backoff_ms (5000 ms), got 1000 ms",
+            "delivery.targets.athena.attempt_timeout_ms: must be at least 1",
+            "delivery.targets.athena.breaker_half_open_probes: must be at least 1",
+            "delivery.targets.athenna: unknown target system \"athenna\"",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in {err}");
+        }
+        // The inherited backoff factor is reported once, under [delivery] only.
+        assert!(
+            !err.contains("delivery.targets.athena.backoff_factor"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("delivery.targets.athenna.backoff_factor"),
+            "{err}"
+        );
     }
 }

@@ -2,15 +2,26 @@
 //! format), send them, and journal every attempt.
 //!
 //! One dispatcher loop per process claims work with a lease and hands each exchange to a
-//! bounded set of concurrent deliveries. Retryable failures are rescheduled with exponential
-//! backoff and jitter (`backon` computes the delays; the journal keeps the due time, so retries
-//! survive restarts); non-retryable failures, and retryable ones that used up their attempts,
-//! park the exchange. A parked or slow exchange never holds up the others.
+//! bounded set of concurrent deliveries. Each target system has its policy (`[delivery]` with
+//! `[delivery.targets.<system>]` overrides): attempts, backoff, the time one attempt may take,
+//! its circuit breaker and whether each case's exchanges go in order. Retryable failures are
+//! rescheduled with exponential backoff and jitter (`backon` computes the delays; the journal
+//! keeps the due time, so retries survive restarts); non-retryable failures, and retryable ones
+//! that used up their attempts, park the exchange. A parked or slow exchange never holds up the
+//! others. While a target's breaker is open its work is not claimed at all (see [`breaker`]).
+//!
+//! [`breaker`]: crate::breaker
 
-use crate::{config::DeliveryConfig, metrics as m};
+use crate::{
+    breaker::{Admission, BreakerSettings, Breakers, Verdict},
+    config::{DeliveryConfig, TargetPolicy},
+    metrics as m,
+};
 use adapters::{AdapterError, DeliveryContext, ErrorClass, RecordSystem};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use replay::{Attempt, AttemptOutcome, Journal, Prepared, Transition, WorkItem};
+use replay::{
+    Attempt, AttemptOutcome, ClaimRequest, Journal, Prepared, TargetKey, Transition, WorkItem,
+};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore};
@@ -45,6 +56,7 @@ type ForceMap = BTreeMap<String, Arc<ForceRuntime>>;
 pub struct Pipeline {
     forces: std::sync::RwLock<Arc<ForceMap>>,
     mappings: Arc<mappings::Mappings>,
+    breakers: Breakers,
 }
 
 /// Whether an exchange kind is an NMPP domain event for the national platform (not, say, an
@@ -60,6 +72,7 @@ impl Pipeline {
         Self {
             forces: std::sync::RwLock::new(Arc::new(forces)),
             mappings,
+            breakers: Breakers::default(),
         }
     }
 
@@ -89,6 +102,11 @@ impl Pipeline {
         &self.mappings
     }
 
+    /// The circuit breaker of every target.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
     /// The target system name of a force's submissions.
     pub fn target_of(&self, force: &str) -> Option<&'static str> {
         self.current().get(force).map(|f| f.records.name())
@@ -108,6 +126,7 @@ impl Pipeline {
         &self,
         rt: &ForceRuntime,
         item: &WorkItem,
+        timeout: Duration,
     ) -> (Prepared, Result<adapters::DeliveryReceipt, AdapterError>) {
         let mut prepared = Prepared {
             canonical: Some(item.payload.clone()),
@@ -140,14 +159,26 @@ impl Pipeline {
             idempotency_key: item.idempotency_key.clone(),
             correlation_id: item.correlation_id.clone(),
         };
-        let r = national.push_event(&payload, &ctx).await;
+        let r = match tokio::time::timeout(timeout, national.push_event(&payload, &ctx)).await {
+            Ok(r) => r,
+            // Abandoned: the outcome is unknown; the retry carries the same event id.
+            Err(_) => Err(AdapterError::new(
+                ErrorClass::Timeout,
+                format!(
+                    "no answer within the attempt timeout of {} ms",
+                    timeout.as_millis()
+                ),
+            )),
+        };
         (prepared, r)
     }
 
-    /// Maps and delivers one exchange; returns what was prepared and the outcome.
+    /// Maps and delivers one exchange, giving the target at most `timeout` to answer; returns
+    /// what was prepared and the outcome.
     async fn deliver(
         &self,
         item: &WorkItem,
+        timeout: Duration,
     ) -> (Prepared, Result<adapters::DeliveryReceipt, AdapterError>) {
         let mut prepared = Prepared::default();
         let Some(rt) = self.force(&item.force) else {
@@ -158,7 +189,7 @@ impl Pipeline {
             return (prepared, Err(e));
         };
         if is_event_kind(&item.kind) {
-            return self.deliver_event(&rt, item).await;
+            return self.deliver_event(&rt, item, timeout).await;
         }
         let sdm: serde_json::Value = match serde_json::from_slice(&item.payload) {
             Ok(v) => v,
@@ -190,14 +221,26 @@ impl Pipeline {
             idempotency_key: item.idempotency_key.clone(),
             correlation_id: item.correlation_id.clone(),
         };
-        let r = rt.records.create_crime_record(&payload, &ctx).await;
+        let r = match tokio::time::timeout(timeout, rt.records.create_crime_record(&payload, &ctx))
+            .await
+        {
+            Ok(r) => r,
+            // Abandoned: the outcome is unknown, so the retry carries the same idempotency key.
+            Err(_) => Err(AdapterError::new(
+                ErrorClass::Timeout,
+                format!(
+                    "no answer within the attempt timeout of {} ms",
+                    timeout.as_millis()
+                ),
+            )),
+        };
         (prepared, r)
     }
 }
 
 /// Delay before attempt `next` (2 = the first retry): exponential from the initial delay, capped,
 /// with optional jitter.
-fn retry_delay(policy: &DeliveryConfig, next: u32) -> Duration {
+fn retry_delay(policy: &TargetPolicy, next: u32) -> Duration {
     let b = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(policy.initial_backoff_ms))
         .with_max_delay(Duration::from_millis(policy.max_backoff_ms))
@@ -207,6 +250,18 @@ fn retry_delay(policy: &DeliveryConfig, next: u32) -> Duration {
     b.build()
         .nth(next.saturating_sub(2) as usize)
         .unwrap_or(Duration::from_millis(policy.max_backoff_ms))
+}
+
+/// What an attempt's outcome says about its target, for the circuit breaker.
+fn verdict(result: &Result<adapters::DeliveryReceipt, AdapterError>) -> Verdict {
+    match result {
+        Ok(_) => Verdict::Answered,
+        Err(e) if e.is_retryable() => Verdict::Failed,
+        // The target answered (a 4xx): the exchange's fault, and the target is up.
+        Err(e) if e.status.is_some() => Verdict::Answered,
+        // Never reached the target (mapping error, gateway fault).
+        Err(_) => Verdict::Neutral,
+    }
 }
 
 /// Runs deliveries until `shutdown` is cancelled.
@@ -236,6 +291,10 @@ impl Dispatcher {
         }
     }
 
+    fn breaker_settings(&self, target_system: &str) -> BreakerSettings {
+        BreakerSettings::from(&self.policy.policy(target_system))
+    }
+
     /// The loop: claim what is due, deliver it with bounded concurrency, repeat.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         if self.policy.paused {
@@ -243,6 +302,22 @@ impl Dispatcher {
             shutdown.cancelled().await;
             return;
         }
+        // Every target shows a (closed) breaker in health and metrics from the start.
+        let mut systems = Vec::new();
+        for (force, rt) in self.pipeline.forces() {
+            let mut targets = vec![rt.records.name()];
+            if let Some(n) = &rt.national {
+                targets.push(n.name());
+            }
+            for system in targets {
+                systems.push(system);
+                self.pipeline.breakers().register(
+                    TargetKey::new(&force, system),
+                    self.breaker_settings(system),
+                );
+            }
+        }
+        let ordered_targets = self.policy.ordered_targets(systems);
         let slots = Arc::new(Semaphore::new(self.policy.workers));
         let lease = Duration::from_millis(self.policy.lease_ms);
         let poll = Duration::from_millis(self.policy.poll_ms);
@@ -258,11 +333,15 @@ impl Dispatcher {
                 () = shutdown.cancelled() => break,
             };
             let free = slots.available_permits() + 1;
-            let claimed = self
-                .journal
-                .claim_due(&self.node, OffsetDateTime::now_utc(), lease, free)
-                .await;
-            let items = match claimed {
+            let request = ClaimRequest {
+                skip_targets: self
+                    .pipeline
+                    .breakers()
+                    .refusing_claims(std::time::Instant::now()),
+                ordered_targets: ordered_targets.clone(),
+                ..ClaimRequest::new(&self.node, OffsetDateTime::now_utc(), lease, free)
+            };
+            let items = match self.journal.claim(request).await {
                 Ok(items) => items,
                 Err(e) => {
                     drop(first);
@@ -278,6 +357,32 @@ impl Dispatcher {
             let n = items.len();
             let mut first = Some(first);
             for item in items {
+                let target = TargetKey::new(&item.force, &item.target_system);
+                let settings = self.breaker_settings(&item.target_system);
+                let now = std::time::Instant::now();
+                let admission = self
+                    .pipeline
+                    .breakers()
+                    .with(&target, settings, |b| b.admit(now));
+                let probe = match admission {
+                    Admission::Go { probe } => probe,
+                    Admission::Wait { retry_at } => {
+                        // Claimed just before the breaker refused it: put it back, charging no
+                        // attempt.
+                        metrics::counter!(m::DEFERRED_TOTAL, "force" => item.force.clone(),
+                            "target" => item.target_system.clone())
+                        .increment(1);
+                        let until =
+                            OffsetDateTime::now_utc() + retry_at.saturating_duration_since(now);
+                        if let Err(e) = self.journal.defer(item.id, &self.node, until).await {
+                            // The lease expires and it is claimed again: nothing is lost.
+                            metrics::counter!(m::JOURNAL_ERRORS, "op" => "defer").increment(1);
+                            tracing::warn!(exchange_id = %item.id, error = %e,
+                                "could not put back work refused by a circuit breaker");
+                        }
+                        continue;
+                    }
+                };
                 let permit = match first.take() {
                     Some(p) => p,
                     None => match slots.clone().try_acquire_owned() {
@@ -290,7 +395,7 @@ impl Dispatcher {
                 };
                 let me = self.clone();
                 tokio::spawn(async move {
-                    me.attempt(item).await;
+                    me.attempt(item, probe).await;
                     drop(permit);
                 });
             }
@@ -317,10 +422,21 @@ impl Dispatcher {
     }
 
     #[tracing::instrument(skip_all, fields(exchange_id = %item.id, force = %item.force, attempt = item.attempts + 1))]
-    async fn attempt(&self, item: WorkItem) {
+    async fn attempt(&self, item: WorkItem, probe: bool) {
+        let policy = self.policy.policy(&item.target_system);
         let started = OffsetDateTime::now_utc();
-        let (prepared, result) = self.pipeline.deliver(&item).await;
+        let (prepared, result) = self
+            .pipeline
+            .deliver(&item, Duration::from_millis(policy.attempt_timeout_ms))
+            .await;
         let finished = OffsetDateTime::now_utc();
+        let key = TargetKey::new(&item.force, &item.target_system);
+        let v = verdict(&result);
+        self.pipeline
+            .breakers()
+            .with(&key, BreakerSettings::from(&policy), |b| {
+                ((), b.report(v, probe, std::time::Instant::now()))
+            });
         let number = item.attempts + 1;
         let target = item.target_system.clone();
         let (outcome, transition, class, detail, status) = match result {
@@ -338,12 +454,11 @@ impl Dispatcher {
             Err(e) => {
                 metrics::counter!(m::ADAPTER_ERRORS, "adapter" => target.clone(), "class" => e.class.as_str())
                     .increment(1);
-                let retry = e.is_retryable() && number < self.policy.max_attempts;
+                let retry = e.is_retryable() && number < policy.max_attempts;
                 let (outcome, transition) = if retry {
-                    let mut delay = retry_delay(&self.policy, number + 1);
+                    let mut delay = retry_delay(&policy, number + 1);
                     if let Some(asked) = e.retry_after {
-                        delay =
-                            delay.max(asked.min(Duration::from_millis(self.policy.max_backoff_ms)));
+                        delay = delay.max(asked.min(Duration::from_millis(policy.max_backoff_ms)));
                     }
                     (AttemptOutcome::Retry, Transition::RetryAt(finished + delay))
                 } else {
@@ -405,7 +520,8 @@ mod tests {
             max_backoff_ms: 1000,
             jitter: false,
             ..DeliveryConfig::default()
-        };
+        }
+        .policy("athena");
         let delays: Vec<u128> = (2..8)
             .map(|n| retry_delay(&policy, n).as_millis())
             .collect();
@@ -426,7 +542,8 @@ mod tests {
             initial_backoff_ms: 100,
             max_backoff_ms: 10_000,
             ..DeliveryConfig::default()
-        };
+        }
+        .policy("athena");
         for _ in 0..100 {
             let d = retry_delay(&policy, 3).as_millis();
             assert!((200..=400).contains(&d), "{d}");

@@ -7,7 +7,7 @@
 //!   metrics);
 //! - [`api`] — handlers: iHub Standard API, operations, health, docs;
 //! - [`delivery`] — the pipeline that maps and delivers journalled exchanges, with retries and
-//!   parking;
+//!   parking; [`breaker`] — the circuit breaker of each target;
 //! - [`auth`], [`error`], [`metrics`], [`openapi`], [`audit`] — cross-cutting pieces;
 //! - [`detect`] — change detection: force systems' changes → NMPP events for iHub;
 //! - [`reload`] — re-reading the configuration and swapping force runtimes without a restart;
@@ -18,6 +18,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod breaker;
 pub mod cli;
 pub mod config;
 pub mod delivery;

@@ -16,6 +16,11 @@ pub const PENDING: &str = "gateway_exchanges_pending";
 pub const REQUEST_SECONDS: &str = "gateway_http_request_duration_seconds";
 /// Adapter errors by adapter and class.
 pub const ADAPTER_ERRORS: &str = "adapter_errors_total";
+/// Circuit breaker state by force and target: 0 closed, 1 half-open, 2 open.
+pub const BREAKER_STATE: &str = "gateway_breaker_state";
+/// Exchanges claimed but put back uncharged because their target's breaker refused them, by
+/// force and target.
+pub const DEFERRED_TOTAL: &str = "gateway_delivery_deferred_total";
 /// Journal write failures by operation.
 pub const JOURNAL_ERRORS: &str = "gateway_journal_errors_total";
 /// NMPP events journalled by change detection, by force and event type.
@@ -67,4 +72,12 @@ fn describe() {
     );
     metrics::describe_counter!(ADAPTER_ERRORS, "Adapter errors by adapter and class");
     metrics::describe_counter!(JOURNAL_ERRORS, "Journal failures by operation");
+    metrics::describe_counter!(
+        DEFERRED_TOTAL,
+        "Claimed exchanges put back uncharged by a circuit breaker, by force and target"
+    );
+    metrics::describe_gauge!(
+        BREAKER_STATE,
+        "Circuit breaker per force and target: 0 closed, 1 half-open, 2 open"
+    );
 }

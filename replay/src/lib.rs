@@ -6,6 +6,8 @@
 //!
 //! Layout:
 //! - [`model`] — the records and filters;
+//! - [`ClaimRequest`] — how a delivery node claims work: targets to skip (open circuit
+//!   breakers) and targets that need each case in order;
 //! - [`audit`] — the audit hash chain and its verifier;
 //! - [`sqlite`] — the embedded backend (WAL, `synchronous=FULL`, group commit);
 //! - [`postgres`] — the production backend for several nodes (deadpool-postgres, group commit
@@ -17,6 +19,7 @@
 //! `postgres://…` / `postgresql://…`.
 
 pub mod audit;
+mod claim;
 mod error;
 pub mod ledger;
 pub mod model;
@@ -26,6 +29,7 @@ mod sql;
 pub mod sqlite;
 pub mod state;
 
+pub use claim::{ClaimRequest, TargetKey};
 pub use error::JournalError;
 pub use model::*;
 pub use state::StateEntry;
@@ -56,14 +60,29 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Claims up to `limit` pending exchanges due at `now`, leasing them to `owner` for `lease`.
     /// An exchange leased to another owner is skipped until its lease expires (the owner died):
-    /// then any owner may claim it.
+    /// then any owner may claim it. Same as [`Journal::claim`] with no skipped targets and no
+    /// ordering.
     async fn claim_due(
         &self,
         owner: &str,
         now: OffsetDateTime,
         lease: Duration,
         limit: usize,
-    ) -> Result<Vec<WorkItem>>;
+    ) -> Result<Vec<WorkItem>> {
+        self.claim(ClaimRequest::new(owner, now, lease, limit))
+            .await
+    }
+
+    /// Claims due work as [`Journal::claim_due`] does, leaving out the work of
+    /// `skip_targets` and keeping each case in order at `ordered_targets` (see
+    /// [`ClaimRequest`]). Oldest due first.
+    async fn claim(&self, request: ClaimRequest) -> Result<Vec<WorkItem>>;
+
+    /// Puts back an exchange `owner` claimed but will not attempt now (its target's circuit
+    /// breaker refused it): due again at `until`, lease released, no attempt charged, nothing
+    /// audited (its state does not change). Refused with [`JournalError::Conflict`] unless it is
+    /// pending and leased to `owner`; [`JournalError::NotFound`] for an unknown id.
+    async fn defer(&self, id: Uuid, owner: &str, until: OffsetDateTime) -> Result<()>;
 
     /// Records a delivery attempt, the state it leaves the exchange in, and any payloads prepared
     /// for it; releases the lease.

@@ -83,7 +83,8 @@ where
 
 /// The configuration the test gateways run with: journal at `journal`, force [`FORCE`]
 /// (iHub id [`IHUB_FORCE_ID`]) on the Athena at `athena_url`, the two test clients, and a fast
-/// delivery policy (50 ms initial backoff, 200 ms cap, 50 ms poll, 8 attempts).
+/// delivery policy (50 ms initial backoff, 200 ms cap, 50 ms poll, 8 attempts, a circuit breaker
+/// that opens after 5 consecutive failures for 200 ms).
 pub fn test_config(journal: &Path, athena_url: &str) -> Config {
     let mut c = Config::default();
     c.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -97,6 +98,8 @@ pub fn test_config(journal: &Path, athena_url: &str) -> Config {
         jitter: true,
         lease_ms: 10_000,
         poll_ms: 50,
+        breaker_failures: 5,
+        breaker_open_ms: 200,
         ..DeliveryConfig::default()
     };
     c.forces.insert(

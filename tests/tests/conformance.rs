@@ -5,9 +5,10 @@
 //! dropped afterwards.
 
 use replay::{
-    AcceptOutcome, Attempt, AttemptOutcome, AuditEvent, Direction, ExchangeFilter, HoldTarget,
-    Journal, JournalError, NewExchange, NewReplayJob, OpenOptions, Prepared, ReplayJobState,
-    ReplayOptions, RetentionPolicy, Status, Transition, audit::ChainVerifier,
+    AcceptOutcome, Attempt, AttemptOutcome, AuditEvent, ClaimRequest, Direction, ExchangeFilter,
+    HoldTarget, Journal, JournalError, NewExchange, NewReplayJob, OpenOptions, Prepared,
+    ReplayJobState, ReplayOptions, RetentionPolicy, Status, TargetKey, Transition,
+    audit::ChainVerifier,
 };
 use std::{collections::BTreeSet, future::Future, pin::Pin, sync::Arc, time::Duration};
 use time::OffsetDateTime;
@@ -1283,6 +1284,174 @@ async fn state_is_compare_and_set_and_listed_by_prefix(b: Backend) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Delivery policy: skipped targets, defer, per-case ordering (issue 3 §3)
+
+/// Ids claimed by `req`.
+async fn claimed(j: &dyn Journal, req: ClaimRequest) -> BTreeSet<Uuid> {
+    j.claim(req).await.unwrap().iter().map(|w| w.id).collect()
+}
+
+/// An exchange of `force` for `target` in case `case` (none: no case reference).
+fn for_case(force: &str, target: &str, case: Option<&str>, key: &str) -> NewExchange {
+    NewExchange {
+        target_system: target.into(),
+        case_ref: case.map(Into::into),
+        ..exchange(force, key)
+    }
+}
+
+async fn skipped_targets_wait_and_defer_charges_no_attempt(b: Backend) {
+    let j = b.journal.as_ref();
+    let kent1 = accept(j, exchange("kent", "skip-k1")).await;
+    let essex = accept(j, exchange("essex", "skip-e1")).await;
+    let kent2 = accept(j, exchange("kent", "skip-k2")).await;
+    let kent_storm = accept(j, for_case("kent", "storm", None, "skip-ks")).await;
+    let t0 = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+
+    // Kent's Athena is skipped (its breaker is open): only the other targets' work is claimed,
+    // even though Kent's is older.
+    let mut req = ClaimRequest::new("n1", t0, LEASE, 10);
+    req.skip_targets = vec![TargetKey::new("kent", "athena")];
+    assert_eq!(claimed(j, req).await, BTreeSet::from([essex, kent_storm]));
+    // Skipped work was left alone: pending, unleased, no attempt; claimable once not skipped.
+    let got = j
+        .claim(ClaimRequest::new("n1", t0, LEASE, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|w| w.id).collect::<BTreeSet<_>>(),
+        BTreeSet::from([kent1, kent2])
+    );
+    assert!(got.iter().all(|w| w.attempts == 0));
+
+    // A half-open breaker refuses kent1: put back, due in a minute, no attempt charged.
+    let until = t0 + time::Duration::seconds(60);
+    j.defer(kent1, "n1", until).await.unwrap();
+    let d = j.get(kent1).await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Pending);
+    assert!(d.attempts.is_empty(), "{:?}", d.attempts);
+    // Not due before `until`, even for another node (its lease was released, not left to expire).
+    let later = t0 + time::Duration::seconds(31);
+    assert!(
+        !claimed(j, ClaimRequest::new("n2", later, LEASE, 10))
+            .await
+            .contains(&kent1)
+    );
+    // Only the lease holder defers, and only while it holds the lease.
+    let err = j.defer(kent1, "n1", until).await.unwrap_err();
+    assert!(matches!(err, JournalError::Conflict(_)), "{err:?}");
+    let err = j.defer(kent2, "n9", until).await.unwrap_err();
+    assert!(matches!(err, JournalError::Conflict(_)), "{err:?}");
+    let err = j.defer(Uuid::now_v7(), "n1", until).await.unwrap_err();
+    assert!(matches!(err, JournalError::NotFound(_)), "{err:?}");
+
+    // Due again at `until`: claimed with no attempt counted, and the first attempt is number 1.
+    let due = until + time::Duration::seconds(1);
+    let got = j
+        .claim(ClaimRequest::new("n2", due, LEASE, 10))
+        .await
+        .unwrap();
+    let w = got
+        .iter()
+        .find(|w| w.id == kent1)
+        .expect("deferred work due again");
+    assert_eq!(w.attempts, 0);
+    j.record_attempt(
+        kent1,
+        attempt("n2", 1, AttemptOutcome::Delivered, None),
+        Transition::Delivered {
+            target_ref: "42/1/26".into(),
+        },
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        j.get(kent1).await.unwrap().unwrap().summary.status,
+        Status::Delivered
+    );
+}
+
+async fn ordered_targets_keep_each_case_in_order(b: Backend) {
+    let j = b.journal.as_ref();
+    let a1 = accept(j, for_case("kent", "athena", Some("A"), "ord-a1")).await;
+    let a2 = accept(j, for_case("kent", "athena", Some("A"), "ord-a2")).await;
+    let a3 = accept(j, for_case("kent", "athena", Some("A"), "ord-a3")).await;
+    let b1 = accept(j, for_case("kent", "athena", Some("B"), "ord-b1")).await;
+    let b2 = accept(j, for_case("kent", "athena", Some("B"), "ord-b2")).await;
+    // Same case reference, other force: another case.
+    let essex_a = accept(j, for_case("essex", "athena", Some("A"), "ord-ea")).await;
+    // Same case at a target that is not ordered.
+    let storm_a1 = accept(j, for_case("kent", "storm", Some("A"), "ord-s1")).await;
+    let storm_a2 = accept(j, for_case("kent", "storm", Some("A"), "ord-s2")).await;
+    // No case reference: never ordered.
+    let none1 = accept(j, for_case("kent", "athena", None, "ord-n1")).await;
+    let none2 = accept(j, for_case("kent", "athena", None, "ord-n2")).await;
+
+    let short = Duration::from_millis(1);
+    let t0 = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let at = |s: i64| t0 + time::Duration::seconds(s);
+    let ordered = |owner: &str, now: OffsetDateTime, lease: Duration| {
+        let mut r = ClaimRequest::new(owner, now, lease, 100);
+        r.ordered_targets = vec!["athena".into()];
+        r
+    };
+
+    // The first of each case at athena, everything at storm and everything without a case.
+    let first = BTreeSet::from([a1, b1, essex_a, storm_a1, storm_a2, none1, none2]);
+    assert_eq!(claimed(j, ordered("n1", at(0), short)).await, first);
+    // Without ordering the same journal gives everything (the leases above were 1 ms).
+    assert_eq!(
+        claimed(j, ClaimRequest::new("n1", at(10), short, 100))
+            .await
+            .len(),
+        10
+    );
+
+    // a1 is in flight at another node (long lease): a2 still waits.
+    let got = claimed(j, ordered("n1", at(20), LEASE)).await;
+    assert!(got.contains(&a1) && !got.contains(&a2), "{got:?}");
+    let got = claimed(j, ordered("n2", at(21), LEASE)).await;
+    assert!(!got.contains(&a2) && !got.contains(&a3), "{got:?}");
+    // a1 fails and waits for a retry a minute later: still pending, a2 still waits.
+    j.record_attempt(
+        a1,
+        attempt("n1", 1, AttemptOutcome::Retry, Some("upstream_5xx")),
+        Transition::RetryAt(at(80)),
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    let got = claimed(j, ordered("n2", at(60), short)).await;
+    assert!(!got.contains(&a2), "{got:?}");
+    // a1 is parked (poisoned): parked exchanges never block; a2 goes, a3 waits for it.
+    assert!(claimed(j, ordered("n1", at(90), LEASE)).await.contains(&a1));
+    j.record_attempt(
+        a1,
+        attempt("n1", 2, AttemptOutcome::Parked, Some("rejected")),
+        Transition::Parked,
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    let got = claimed(j, ordered("n1", at(100), LEASE)).await;
+    assert!(got.contains(&a2) && !got.contains(&a3), "{got:?}");
+    // a2 delivered: a3 is next.
+    j.record_attempt(
+        a2,
+        attempt("n1", 1, AttemptOutcome::Delivered, None),
+        Transition::Delivered {
+            target_ref: "42/2/26".into(),
+        },
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    let got = claimed(j, ordered("n1", at(200), LEASE)).await;
+    assert!(got.contains(&a3) && !got.contains(&b2), "{got:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // One module per backend
 
 macro_rules! conformance {
@@ -1302,6 +1471,8 @@ macro_rules! conformance {
                 retention_deletes_what_is_old_and_keeps_what_is_held,
                 whole_partitions_are_dropped_when_everything_in_them_expired,
                 stats_count_by_force_kind_and_status,
+                skipped_targets_wait_and_defer_charges_no_attempt,
+                ordered_targets_keep_each_case_in_order,
                 state_is_compare_and_set_and_listed_by_prefix,
             );
         }

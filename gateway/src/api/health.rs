@@ -54,6 +54,10 @@ pub(crate) struct AdapterHealth {
     /// Error class when down.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// This node's circuit breaker for the target: `closed` (work flows), `open` (work waits,
+    /// unclaimed) or `half_open` (probing).
+    #[schema(example = "closed")]
+    breaker: &'static str,
 }
 
 /// Readiness: 200 while the journal can persist (even if a force system is down, because
@@ -77,6 +81,7 @@ pub(crate) async fn ready(State(st): State<AppState>) -> impl IntoResponse {
             error: Some("no answer within 2 s".into()),
         },
     };
+    let breakers = st.pipeline.breakers();
     let checks = st.pipeline.forces().map(|(force, rt)| async move {
         let r = tokio::time::timeout(limit, rt.records.health()).await;
         let (status, error) = match r {
@@ -84,17 +89,23 @@ pub(crate) async fn ready(State(st): State<AppState>) -> impl IntoResponse {
             Ok(Err(e)) => ("down", Some(e.class.to_string())),
             Err(_) => ("down", Some("timeout".into())),
         };
+        let system = rt.records.name();
+        let breaker = breakers.state(&force, system).as_str();
         AdapterHealth {
             force,
-            system: rt.records.name().into(),
+            system: system.into(),
             status,
             error,
+            breaker,
         }
     });
     let adapters = futures::future::join_all(checks).await;
     let (code, status) = if journal.status != "up" {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-    } else if adapters.iter().any(|a| a.status != "up") {
+    } else if adapters
+        .iter()
+        .any(|a| a.status != "up" || a.breaker != "closed")
+    {
         (StatusCode::OK, "degraded")
     } else {
         (StatusCode::OK, "ready")

@@ -26,7 +26,7 @@ mod state;
 mod write;
 
 use crate::{
-    AcceptOutcome, Attempt, AuditEvent, AuditRecord, ExchangeDetail, ExchangeFilter,
+    AcceptOutcome, Attempt, AuditEvent, AuditRecord, ClaimRequest, ExchangeDetail, ExchangeFilter,
     ExchangeSummary, HoldTarget, Journal, JournalError, JournalStats, LegalHold, NewExchange,
     NewReplayJob, OpenOptions, Page, Prepared, ReplayJob, ReplayOptions, ReplayStep, Result,
     RetentionPolicy, RetentionReport, StoredPayloads, Transition, WorkItem,
@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         1,
         "init",
         include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        3,
+        "delivery_ordering",
+        include_str!("../../migrations/postgres/0003_delivery_ordering.sql"),
     ),
     (
         10,
@@ -302,16 +307,16 @@ impl Journal for PgJournal {
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(owner = %owner, limit = limit))]
-    async fn claim_due(
-        &self,
-        owner: &str,
-        now: OffsetDateTime,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<WorkItem>> {
+    #[tracing::instrument(skip_all, fields(owner = %request.owner, limit = request.limit))]
+    async fn claim(&self, request: ClaimRequest) -> Result<Vec<WorkItem>> {
         let client = self.client().await?;
-        write::claim(cl(&client), owner, now, lease, limit).await
+        write::claim(cl(&client), &request).await
+    }
+
+    #[tracing::instrument(skip_all, fields(exchange_id = %id))]
+    async fn defer(&self, id: Uuid, owner: &str, until: OffsetDateTime) -> Result<()> {
+        let client = self.client().await?;
+        write::defer(cl(&client), id, owner, until).await
     }
 
     #[tracing::instrument(skip_all, fields(exchange_id = %id, attempt = attempt.number))]

@@ -3,14 +3,13 @@
 
 use super::{pg, retryable};
 use crate::{
-    AcceptOutcome, Attempt, AuditEvent, JournalError, NewExchange, Prepared, Result, Transition,
-    WorkItem, audit::chain_hash, ops, sql,
+    AcceptOutcome, Attempt, AuditEvent, ClaimRequest, JournalError, NewExchange, Prepared, Result,
+    Transition, WorkItem, audit::chain_hash, ops, sql,
 };
 use deadpool_postgres::Pool;
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
-    time::Duration,
 };
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -691,29 +690,48 @@ pub(crate) async fn append_audit(
 }
 
 /// Claims due work with `FOR UPDATE SKIP LOCKED`: concurrent claims from several nodes never
-/// return the same exchange, and a lease that expired is claimable again.
-pub(crate) async fn claim(
-    c: &impl GenericClient,
-    owner: &str,
-    now: OffsetDateTime,
-    lease: Duration,
-    limit: usize,
-) -> Result<Vec<WorkItem>> {
-    let until = now + lease;
+/// return the same exchange, and a lease that expired is claimable again. Skipped targets and
+/// per-case ordering as [`ClaimRequest`] says (index `exchanges_case_pending`, migration 0003).
+pub(crate) async fn claim(c: &impl GenericClient, req: &ClaimRequest) -> Result<Vec<WorkItem>> {
+    let until = req.now + req.lease;
+    let skip_forces: Vec<&str> = req.skip_targets.iter().map(|t| t.force.as_str()).collect();
+    let skip_systems: Vec<&str> = req
+        .skip_targets
+        .iter()
+        .map(|t| t.target_system.as_str())
+        .collect();
     let rows = c
         .query(
             "WITH due AS (
-                 SELECT id FROM exchanges
-                 WHERE status = 'pending' AND next_attempt_at <= $1
-                   AND (lease_until IS NULL OR lease_until < $1)
-                 ORDER BY next_attempt_at LIMIT $2
-                 FOR UPDATE SKIP LOCKED)
+                 SELECT e.id FROM exchanges e
+                 WHERE e.status = 'pending' AND e.next_attempt_at <= $1
+                   AND (e.lease_until IS NULL OR e.lease_until < $1)
+                   AND NOT EXISTS (
+                       SELECT 1 FROM unnest($5::text[], $6::text[]) AS s(force, system)
+                       WHERE s.force = e.force AND s.system = e.target_system)
+                   AND (e.case_ref IS NULL
+                        OR NOT (e.target_system = ANY($7::text[]))
+                        OR NOT EXISTS (
+                            SELECT 1 FROM exchanges o
+                            WHERE o.status = 'pending' AND o.case_ref IS NOT NULL
+                              AND o.force = e.force AND o.target_system = e.target_system
+                              AND o.case_ref = e.case_ref AND o.seq < e.seq))
+                 ORDER BY e.next_attempt_at LIMIT $2
+                 FOR UPDATE OF e SKIP LOCKED)
              UPDATE exchanges e SET lease_owner = $3, lease_until = $4
              FROM due WHERE e.id = due.id
              RETURNING e.id, e.force, e.kind, e.target_system, e.idempotency_key,
                        e.correlation_id, e.attempts, e.payload, e.parent_id, e.requested_mapping,
                        e.next_attempt_at",
-            &[&now, &(limit as i64), &owner, &until],
+            &[
+                &req.now,
+                &(req.limit as i64),
+                &req.owner,
+                &until,
+                &skip_forces,
+                &skip_systems,
+                &req.ordered_targets,
+            ],
         )
         .await
         .map_err(pg)?;
@@ -739,4 +757,42 @@ pub(crate) async fn claim(
         .collect();
     items.sort_by_key(|(t, _)| *t);
     Ok(items.into_iter().map(|(_, w)| w).collect())
+}
+
+/// Puts a claimed exchange back, due at `until`, without an attempt (see `Journal::defer`).
+pub(crate) async fn defer(
+    c: &impl GenericClient,
+    id: Uuid,
+    owner: &str,
+    until: OffsetDateTime,
+) -> Result<()> {
+    let n = c
+        .execute(
+            "UPDATE exchanges SET next_attempt_at = $3, lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND status = 'pending' AND lease_owner = $2",
+            &[&id, &owner, &until],
+        )
+        .await
+        .map_err(pg)?;
+    if n == 1 {
+        return Ok(());
+    }
+    let row = c
+        .query_opt(
+            "SELECT status, lease_owner FROM exchanges WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(pg)?;
+    Err(match row {
+        None => JournalError::NotFound(id.to_string()),
+        Some(r) => {
+            let status: String = r.get(0);
+            let lease_owner: Option<String> = r.get(1);
+            JournalError::Conflict(format!(
+                "exchange {id} cannot be deferred by {owner}: it is {status} and leased to {}",
+                lease_owner.as_deref().unwrap_or("nobody")
+            ))
+        }
+    })
 }

@@ -15,7 +15,7 @@ mod state;
 mod write;
 
 use crate::{
-    AcceptOutcome, Attempt, AuditEvent, AuditRecord, ExchangeDetail, ExchangeFilter,
+    AcceptOutcome, Attempt, AuditEvent, AuditRecord, ClaimRequest, ExchangeDetail, ExchangeFilter,
     ExchangeSummary, HoldTarget, Journal, JournalError, JournalStats, LegalHold, NewReplayJob,
     OpenOptions, Page, Prepared, ReplayJob, ReplayOptions, ReplayStep, Result, RetentionPolicy,
     RetentionReport, StoredPayloads, Transition, WorkItem,
@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "operations",
         include_str!("../../migrations/sqlite/0002_operations.sql"),
+    ),
+    (
+        3,
+        "delivery_ordering",
+        include_str!("../../migrations/sqlite/0003_delivery_ordering.sql"),
     ),
     (
         10,
@@ -380,22 +385,19 @@ impl Journal for SqliteJournal {
         .await
     }
 
-    async fn claim_due(
-        &self,
-        owner: &str,
-        now: OffsetDateTime,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<WorkItem>> {
-        let owner = owner.to_owned();
+    async fn claim(&self, request: ClaimRequest) -> Result<Vec<WorkItem>> {
         self.write(|reply| Op::Claim {
-            owner,
-            now,
-            lease,
-            limit,
+            request: Box::new(request),
             reply,
         })
         .await
+    }
+
+    #[tracing::instrument(skip_all, fields(exchange_id = %id))]
+    async fn defer(&self, id: Uuid, owner: &str, until: OffsetDateTime) -> Result<()> {
+        let owner = owner.to_owned();
+        self.exec(move |c, _| write::defer(c, id, &owner, until))
+            .await
     }
 
     async fn record_attempt(

@@ -1,15 +1,12 @@
 //! The writer thread: group commit of queued operations.
 
 use crate::{
-    AcceptOutcome, Attempt, AuditEvent, JournalError, NewExchange, Prepared, Result, Transition,
-    WorkItem,
+    AcceptOutcome, Attempt, AuditEvent, ClaimRequest, JournalError, NewExchange, Prepared, Result,
+    Transition, WorkItem,
     audit::{GENESIS, chain_hash},
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use std::{
-    sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
-};
+use std::sync::atomic::{AtomicBool, Ordering};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -26,10 +23,7 @@ pub(crate) enum Op {
         reply: oneshot::Sender<Result<u64>>,
     },
     Claim {
-        owner: String,
-        now: OffsetDateTime,
-        lease: Duration,
-        limit: usize,
+        request: Box<ClaimRequest>,
         reply: oneshot::Sender<Result<Vec<WorkItem>>>,
     },
     Attempt {
@@ -212,14 +206,8 @@ fn apply_op(tx: &Transaction<'_>, head: &mut Head, op: Op) -> Finish {
             let r = in_savepoint(tx, head, |c, h| append_audit(c, h, &event));
             finish(reply, r)
         }
-        Op::Claim {
-            owner,
-            now,
-            lease,
-            limit,
-            reply,
-        } => {
-            let r = in_savepoint(tx, head, |c, _| claim(c, &owner, now, lease, limit));
+        Op::Claim { request, reply } => {
+            let r = in_savepoint(tx, head, |c, _| claim(c, &request));
             finish(reply, r)
         }
         Op::Attempt {
@@ -357,38 +345,60 @@ pub(crate) fn parse_uuid(s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(|e| JournalError::Corrupt(format!("bad exchange id {s:?}: {e}")))
 }
 
-fn claim(
-    c: &Connection,
-    owner: &str,
-    now: OffsetDateTime,
-    lease: Duration,
-    limit: usize,
-) -> Result<Vec<WorkItem>> {
-    let now_ms = millis(now);
-    let until = now_ms + lease.as_millis() as i64;
+/// Separates force and target in the keys of skipped targets (a control character, never in a
+/// force key or system name).
+const KEY_SEP: char = '\u{1f}';
+
+fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<WorkItem>> {
+    let now_ms = millis(req.now);
+    let until = now_ms + req.lease.as_millis() as i64;
+    let skip: Vec<String> = req
+        .skip_targets
+        .iter()
+        .map(|t| format!("{}{KEY_SEP}{}", t.force, t.target_system))
+        .collect();
+    let skip = serde_json::to_string(&skip).map_err(|e| JournalError::Invalid(e.to_string()))?;
+    let ordered = serde_json::to_string(&req.ordered_targets)
+        .map_err(|e| JournalError::Invalid(e.to_string()))?;
+    // Per-case ordering: an earlier pending exchange of the same force, case and target holds a
+    // later one back (index exchanges_case_pending, migration 0003). Parked and delivered ones
+    // are not pending, so they never block.
     let mut stmt = c.prepare_cached(
         "UPDATE exchanges SET lease_owner = ?1, lease_until_ms = ?2
-         WHERE seq IN (SELECT seq FROM exchanges
-                       WHERE status = 'pending' AND next_attempt_ms <= ?3
-                         AND (lease_until_ms IS NULL OR lease_until_ms < ?3)
-                       ORDER BY next_attempt_ms LIMIT ?4)
+         WHERE seq IN (
+             SELECT e.seq FROM exchanges e
+             WHERE e.status = 'pending' AND e.next_attempt_ms <= ?3
+               AND (e.lease_until_ms IS NULL OR e.lease_until_ms < ?3)
+               AND (e.force || char(31) || e.target_system)
+                   NOT IN (SELECT value FROM json_each(?5))
+               AND (e.case_ref IS NULL
+                    OR e.target_system NOT IN (SELECT value FROM json_each(?6))
+                    OR NOT EXISTS (
+                        SELECT 1 FROM exchanges o
+                        WHERE o.status = 'pending' AND o.case_ref IS NOT NULL
+                          AND o.force = e.force AND o.target_system = e.target_system
+                          AND o.case_ref = e.case_ref AND o.seq < e.seq))
+             ORDER BY e.next_attempt_ms LIMIT ?4)
          RETURNING id, force, kind, target_system, idempotency_key, correlation_id, attempts,
                    payload, parent_id, requested_mapping",
     )?;
-    let rows = stmt.query_map(params![owner, until, now_ms, limit as i64], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, i64>(6)?,
-            r.get::<_, Vec<u8>>(7)?,
-            r.get::<_, Option<String>>(8)?,
-            r.get::<_, Option<String>>(9)?,
-        ))
-    })?;
+    let rows = stmt.query_map(
+        params![req.owner, until, now_ms, req.limit as i64, skip, ordered],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, Vec<u8>>(7)?,
+                r.get::<_, Option<String>>(8)?,
+                r.get::<_, Option<String>>(9)?,
+            ))
+        },
+    )?;
     let mut out = Vec::new();
     for row in rows {
         let (
@@ -417,6 +427,30 @@ fn claim(
         });
     }
     Ok(out)
+}
+
+/// Puts a claimed exchange back, due at `until`, without an attempt (see `Journal::defer`).
+pub(crate) fn defer(c: &Connection, id: Uuid, owner: &str, until: OffsetDateTime) -> Result<()> {
+    let n = c
+        .prepare_cached(
+            "UPDATE exchanges SET next_attempt_ms = ?3, lease_owner = NULL, lease_until_ms = NULL
+             WHERE id = ?1 AND status = 'pending' AND lease_owner = ?2",
+        )?
+        .execute(params![id.to_string(), owner, millis(until)])?;
+    if n == 1 {
+        return Ok(());
+    }
+    let row: Option<(String, Option<String>)> = c
+        .prepare_cached("SELECT status, lease_owner FROM exchanges WHERE id = ?1")?
+        .query_row(params![id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Err(match row {
+        None => JournalError::NotFound(id.to_string()),
+        Some((status, lease_owner)) => JournalError::Conflict(format!(
+            "exchange {id} cannot be deferred by {owner}: it is {status} and leased to {}",
+            lease_owner.as_deref().unwrap_or("nobody")
+        )),
+    })
 }
 
 /// Adds `delta` to the maintained count of `force`/`kind` exchanges in `status`.
