@@ -56,6 +56,8 @@ pub struct Inner {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Applies configuration reloads.
     pub reloader: Arc<crate::reload::Reloader>,
+    /// The audit ledger: checkpoints, export, sink status.
+    pub ledger: Arc<crate::ledger::AuditLedger>,
 }
 
 /// Per-request facts gathered by the gatekeeper, available to handlers as an extension.
@@ -128,6 +130,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/exchanges/{id}/replay", post(api::ops::replay_exchange))
         .route("/v1/audit/verify", get(api::ops::verify_audit))
         .route("/v1/config/reload", post(api::config::reload_config))
+        .route("/v1/audit/export", get(api::audit::export))
+        .route("/v1/audit/checkpoints", get(api::audit::checkpoints))
+        .route("/v1/logs/audit", get(api::audit::audit_log))
+        .route("/v1/logs/integration", get(api::audit::integration_log))
         .route("/metrics", get(api::health::metrics))
         .route("/openapi/v1.json", get(api::docs::openapi_json))
         .route("/docs", get(api::docs::docs_page))

@@ -256,3 +256,148 @@ pub async fn audit_verify(j: &dyn Journal, out: &mut dyn Write) -> anyhow::Resul
         }
     }
 }
+
+/// What `audit export` exports.
+#[derive(Debug, Clone)]
+pub struct ExportArgs {
+    /// CSV or JSON lines.
+    pub format: replay::ledger::RecordFormat,
+    /// The bundle directory (must not exist or be empty).
+    pub out: std::path::PathBuf,
+    /// Filters (everything when empty).
+    pub filter: replay::ledger::ExportFilter,
+    /// Draw a progress bar on standard error.
+    pub progress: bool,
+}
+
+/// `audit export`: signs a checkpoint, writes the auditor bundle, and audits the export (with
+/// result `failure` when it failed).
+pub async fn audit_export(
+    cfg: &Config,
+    j: Arc<dyn Journal>,
+    args: ExportArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let signer = crate::ledger::load_signer(&cfg.audit)?;
+    let ledger = crate::ledger::AuditLedger::new(j.clone(), signer, &cfg.audit)?;
+    let bar = if args.progress {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} records read, {msg} exported [{elapsed_precise}] {wide_bar}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let progress = bar.clone().map(|bar| {
+        Box::new(move |p: &replay::ledger::Progress| {
+            bar.set_length(p.total);
+            bar.set_position(p.read);
+            if p.read.is_multiple_of(1024) || p.read == p.total {
+                bar.set_message(p.exported.to_string());
+            }
+        }) as crate::ledger::ProgressFn
+    });
+    let result = ledger
+        .export(
+            &args.out,
+            args.format,
+            args.filter.clone(),
+            &cli_actor(),
+            progress,
+        )
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let mut ev = cli_event("audit.export", None, None);
+    ev.role = "auditor".into();
+    ev.object_type = Some("audit_bundle".into());
+    ev.force.clone_from(&args.filter.force);
+    ev.detail = Some(export_detail(
+        args.format,
+        &args.filter,
+        result.as_ref().ok(),
+    ));
+    if result.is_err() {
+        ev.result = "failure".into();
+    }
+    j.audit(ev).await.context("auditing the export")?;
+    let done = result?;
+    let m = &done.summary.manifest;
+    writeln!(
+        out,
+        "exported {} record(s) of {} (tree size {}, {} checkpoint(s)) to {}",
+        m.records,
+        if m.full {
+            "the whole ledger"
+        } else {
+            "a filtered ledger"
+        },
+        m.tree_size,
+        m.checkpoints,
+        args.out.display()
+    )?;
+    writeln!(out, "public key: {}", m.key)?;
+    writeln!(
+        out,
+        "check it offline: nmpp-gateway audit verify {}",
+        args.out.display()
+    )?;
+    Ok(())
+}
+
+/// The audit detail of an export: format, filters (force and actor names are not personal data
+/// here: they are force keys and API client or operator ids), and what was written.
+pub fn export_detail(
+    format: replay::ledger::RecordFormat,
+    filter: &replay::ledger::ExportFilter,
+    done: Option<&crate::ledger::ExportOutcome>,
+) -> serde_json::Value {
+    let mut d = serde_json::json!({
+        "format": format,
+        "filters": filter,
+    });
+    if let Some(done) = done {
+        d["records"] = done.summary.manifest.records.into();
+        d["treeSize"] = done.summary.manifest.tree_size.into();
+    }
+    d
+}
+
+/// `audit verify DIR`: checks a bundle offline (no database). Prints the report; `false` when a
+/// problem was found, naming the first.
+pub fn audit_verify_bundle(dir: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<bool> {
+    let report = replay::ledger::verify_bundle(dir)
+        .with_context(|| format!("reading the bundle {}", dir.display()))?;
+    if let Some(first) = report.first_problem() {
+        writeln!(out, "bundle {} FAILS verification", dir.display())?;
+        writeln!(out, "first problem: {first}")?;
+        for p in report.problems.iter().skip(1).take(20) {
+            writeln!(out, "  also: {p}")?;
+        }
+        return Ok(false);
+    }
+    writeln!(
+        out,
+        "bundle {} verified: {} record(s) (seq {}..{}), {} checkpoint(s), {} consistency and {} \
+         inclusion proof(s); key {}{}",
+        dir.display(),
+        report.records,
+        report.first_seq.unwrap_or(0),
+        report.last_seq.unwrap_or(0),
+        report.checkpoints_verified,
+        report.consistency_proofs_verified,
+        report.inclusion_proofs_verified,
+        report.keys.first().map_or("?", String::as_str),
+        if report.key_pinned {
+            ""
+        } else {
+            " (compare it with the key you were given: a bundle can only vouch for itself)"
+        }
+    )?;
+    Ok(true)
+}

@@ -38,6 +38,8 @@ pub struct Config {
     pub simulators: SimulatorsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The audit ledger: checkpoint signing and the sinks it streams to.
+    pub audit: AuditConfig,
 }
 
 /// HTTP settings.
@@ -458,6 +460,76 @@ impl Default for LogConfig {
     }
 }
 
+/// The audit ledger (`[audit]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The log's origin line in every checkpoint (C2SP tlog-checkpoint), e.g.
+    /// `nmpp-gateway.kent.police.uk/audit`. Also the key name of a generated key.
+    /// Default `nmpp-gateway/audit`.
+    pub origin: String,
+    /// File holding the Ed25519 ledger signing key in signed-note `skey` form
+    /// (`PRIVATE+KEY+<name>+<id>+<base64>`). Default `./data/audit-ledger.key`. Keep it secret
+    /// and backed up: auditors verify checkpoints with its public key.
+    pub key_file: std::path::PathBuf,
+    /// Generate a key into `key_file` (mode 0600) when the file does not exist. Default true (the
+    /// embedded demo); set false in production so a missing key is an error, not a new identity.
+    pub generate_key: bool,
+    /// Earlier public keys (`vkey` form) whose signatures older checkpoints carry, after a key
+    /// rotation; they are written into every export bundle.
+    pub previous_keys: Vec<String>,
+    /// Sign a checkpoint once this many records are not yet covered by one. Default 1000.
+    pub checkpoint_every_records: u64,
+    /// Sign a checkpoint at least this often while records are not yet covered. Default 60000 ms.
+    pub checkpoint_every_ms: u64,
+    /// Where the ledger is streamed: `[[audit.sinks]]` with `type = "splunk_hec" | "sentinel" |
+    /// "kafka"` (see `adapters::sink::AuditSinkConfig`). Each sink has its own durable cursor.
+    pub sinks: Vec<adapters::sink::AuditSinkConfig>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            origin: "nmpp-gateway/audit".into(),
+            key_file: "./data/audit-ledger.key".into(),
+            generate_key: true,
+            previous_keys: Vec::new(),
+            checkpoint_every_records: 1000,
+            checkpoint_every_ms: 60_000,
+            sinks: Vec::new(),
+        }
+    }
+}
+
+impl AuditConfig {
+    fn problems(&self, out: &mut Vec<String>) {
+        if self.origin.is_empty() || self.origin.contains(['\n', '\r']) {
+            out.push("audit.origin: must be one non-empty line".into());
+        }
+        if self.checkpoint_every_records == 0 {
+            out.push("audit.checkpoint_every_records: must be at least 1".into());
+        }
+        if self.checkpoint_every_ms < 100 {
+            out.push("audit.checkpoint_every_ms: must be at least 100".into());
+        }
+        for (i, k) in self.previous_keys.iter().enumerate() {
+            if let Err(e) = replay::ledger::VerifierKey::parse(k) {
+                out.push(format!("audit.previous_keys[{i}]: {e}"));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in self.sinks.iter().enumerate() {
+            if !names.insert(s.name().to_owned()) {
+                out.push(format!(
+                    "audit.sinks[{i}].name: {:?} is used by another sink (each sink needs its own \
+                     name: it keys the sink's cursor)",
+                    s.name()
+                ));
+            }
+        }
+    }
+}
+
 /// Configuration loading failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -609,6 +681,7 @@ impl Config {
         {
             problems.push("auth.secret_header: not a valid header name".into());
         }
+        self.audit.problems(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

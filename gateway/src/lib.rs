@@ -11,6 +11,7 @@
 //! - [`auth`], [`error`], [`metrics`], [`openapi`], [`audit`] — cross-cutting pieces;
 //! - [`detect`] — change detection: force systems' changes → NMPP events for iHub;
 //! - [`reload`] — re-reading the configuration and swapping force runtimes without a restart;
+//! - [`ledger`] — the audit ledger at run time: checkpoint signing, auditor export, audit sinks;
 //! - [`server`] — assembling and running a gateway (used by `serve` and by tests);
 //! - [`cli`] — the operator commands of the `nmpp-gateway` binary.
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod delivery;
 pub mod detect;
 pub mod error;
+pub mod ledger;
 pub mod metrics;
 pub mod openapi;
 pub mod reload;

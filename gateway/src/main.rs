@@ -85,8 +85,45 @@ enum ExchangesCmd {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Check the audit hash chain; names the first bad record and exits 1 if broken.
-    Verify,
+    /// With DIR: check an exported bundle offline (no database needed); without: check the
+    /// journal's audit hash chain. Names the first bad record and exits 1 if anything is wrong.
+    Verify {
+        /// A bundle directory written by `audit export`.
+        dir: Option<PathBuf>,
+    },
+    /// Export the audit ledger as an auditor bundle: records (with sequence and leaf hash),
+    /// signed checkpoints, the public key and proofs. Everything unless filtered. Audited.
+    Export {
+        /// `csv` or `jsonl`.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// The bundle directory (must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only records at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only records before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only records of this force.
+        #[arg(long)]
+        force: Option<String>,
+        /// Only records by this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn parse_time(flag: &str, v: Option<String>) -> anyhow::Result<Option<time::OffsetDateTime>> {
+    v.map(|s| {
+        time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| anyhow::anyhow!("{flag}: not an RFC 3339 date-time ({e}): {s:?}"))
+    })
+    .transpose()
 }
 
 fn main() -> ExitCode {
@@ -140,13 +177,53 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             gateway::cli::replay_one(j.as_ref(), &id, &mut out).await?;
         }
         Command::Audit {
-            command: AuditCmd::Verify,
+            command: AuditCmd::Verify { dir: Some(dir) },
+        } => {
+            if !gateway::cli::audit_verify_bundle(&dir, &mut out)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Audit {
+            command: AuditCmd::Verify { dir: None },
         } => {
             let cfg = load(cli.config.as_deref())?;
             let j = gateway::cli::open_journal(&cfg).await?;
             if !gateway::cli::audit_verify(j.as_ref(), &mut out).await? {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::Audit {
+            command:
+                AuditCmd::Export {
+                    format,
+                    out: dir,
+                    from,
+                    to,
+                    force,
+                    actor,
+                    quiet,
+                },
+        } => {
+            let format = match format.as_str() {
+                "csv" => replay::ledger::RecordFormat::Csv,
+                "jsonl" => replay::ledger::RecordFormat::Jsonl,
+                other => anyhow::bail!("--format: expected csv or jsonl, got {other:?}"),
+            };
+            let filter = replay::ledger::ExportFilter {
+                from: parse_time("--from", from)?,
+                to: parse_time("--to", to)?,
+                force,
+                actor,
+            };
+            let cfg = load(cli.config.as_deref())?;
+            let j = gateway::cli::open_journal(&cfg).await?;
+            let args = gateway::cli::ExportArgs {
+                format,
+                out: dir,
+                filter,
+                progress: !quiet,
+            };
+            gateway::cli::audit_export(&cfg, j, args, &mut out).await?;
         }
         Command::Openapi => out.write_all(gateway::openapi::json().as_bytes())?,
         Command::HashSecret { secret } => {
@@ -317,6 +394,7 @@ fn print_banner(
         "  docs        {base}/docs  (sign in with an API key and secret)"
     )?;
     writeln!(o, "  openapi     {base}/openapi/v1.json")?;
+    writeln!(o, "  audit key   {}", gw.state.ledger.verifier())?;
     writeln!(o, "  health      {base}/health/ready")?;
     if let Some(d) = demo {
         std::fs::create_dir_all("data").ok();

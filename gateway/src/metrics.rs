@@ -30,6 +30,15 @@ pub const DETECT_ERRORS: &str = "gateway_detect_errors_total";
 /// Configuration reloads by outcome (`applied`, `rejected`).
 pub const CONFIG_RELOADS: &str = "gateway_config_reloads_total";
 
+/// Audit sinks: the highest sequence number durably delivered, by sink.
+pub const AUDIT_SINK_DELIVERED_THROUGH: &str = "audit_sink_delivered_through";
+/// Audit sinks: the highest sequence number read from the ledger, by sink.
+pub const AUDIT_SINK_READ_THROUGH: &str = "audit_sink_read_through";
+/// Audit sinks: records quarantined since start, by sink.
+pub const AUDIT_SINK_QUARANTINED: &str = "audit_sink_quarantined";
+/// Audit sinks: 1 while the sink's driver is running (not halted or retrying), by sink.
+pub const AUDIT_SINK_UP: &str = "audit_sink_up";
+
 /// The process-wide Prometheus handle (installed on first use).
 pub fn handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

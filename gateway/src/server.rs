@@ -31,6 +31,8 @@ pub struct Gateway {
     pub athena_sim: Option<AthenaSim>,
     /// Applies configuration reloads (SIGHUP, `POST /v1/config/reload`).
     pub reloader: Arc<Reloader>,
+    /// Audit sink drivers, started by [`run`].
+    sinks: Vec<crate::ledger::SinkTask>,
 }
 
 impl Gateway {
@@ -108,6 +110,13 @@ impl Gateway {
             node,
             athena_sim.as_ref().map(AthenaSim::base_url),
         ));
+        let signer = crate::ledger::load_signer(&config.audit)?;
+        let ledger = Arc::new(crate::ledger::AuditLedger::new(
+            journal.clone(),
+            signer,
+            &config.audit,
+        )?);
+        let sinks = ledger.build_sinks(&config.audit.sinks).await?;
         let state = AppState(Arc::new(Inner {
             config: Arc::new(config),
             journal,
@@ -117,12 +126,14 @@ impl Gateway {
             work_ready,
             metrics: crate::metrics::handle(),
             reloader: reloader.clone(),
+            ledger,
         }));
         Ok(Self {
             state,
             dispatcher,
             athena_sim,
             reloader,
+            sinks,
         })
     }
 }
@@ -147,9 +158,12 @@ pub async fn run(
         dispatcher,
         athena_sim,
         reloader,
+        sinks,
     } = gateway;
     let dispatch = tokio::spawn(dispatcher.run(shutdown.clone()));
     reloader.start(shutdown.clone()).await;
+    let checkpointer = tokio::spawn(state.ledger.clone().run_checkpointer(shutdown.clone()));
+    let sink_tasks = crate::ledger::run_sinks(sinks, &state.journal, &shutdown);
     let router = crate::app(state).layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
         use axum::response::IntoResponse;
         crate::error::ApiError::internal(&"handler panicked").into_response()
@@ -164,6 +178,10 @@ pub async fn run(
     shutdown.cancel();
     reloader.stop().await;
     let _ = dispatch.await;
+    let _ = checkpointer.await;
+    for t in sink_tasks {
+        let _ = t.await;
+    }
     if let Some(sim) = athena_sim {
         sim.shutdown().await;
     }

@@ -22,6 +22,7 @@ pub mod audit;
 mod claim;
 mod error;
 pub mod ledger;
+pub mod ledger_db;
 pub mod model;
 mod ops;
 pub mod postgres;
@@ -31,6 +32,9 @@ pub mod state;
 
 pub use claim::{ClaimRequest, TargetKey};
 pub use error::JournalError;
+pub use ledger_db::{
+    AuditQuery, LedgerHead, NewCheckpoint, SinkCursor, SinkQuarantine, StoredCheckpoint,
+};
 pub use model::*;
 pub use state::StateEntry;
 
@@ -222,6 +226,46 @@ pub trait Journal: Send + Sync + 'static {
         expected: Option<u64>,
         value: Vec<u8>,
     ) -> Result<StateEntry>;
+    // --- audit ledger (issue 5; see [`ledger_db`]) ------------------------------------------
+
+    /// The ledger's size and Merkle frontier, consistent with the audit records `1..=size`.
+    async fn ledger_head(&self) -> Result<LedgerHead>;
+
+    /// Stores a signed checkpoint and appends the audit record announcing it
+    /// ([`ledger_db::CHECKPOINT_ACTION`], from the template `audit`) in one transaction; returns
+    /// that record's sequence number. Refused with [`JournalError::Invalid`] beyond the ledger or
+    /// with a root that is not the ledger's at that size (checked when `size` is the current
+    /// size), and with [`JournalError::Conflict`] unless `size` is larger than every stored one.
+    async fn add_checkpoint(&self, checkpoint: NewCheckpoint, audit: AuditEvent) -> Result<u64>;
+
+    /// Every stored checkpoint, smallest size first.
+    async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>>;
+
+    /// Audit records matching `query`, newest first, before sequence number `before` (the `next`
+    /// of the previous page), at most `limit`.
+    async fn search_audit(
+        &self,
+        query: &AuditQuery,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<AuditRecord>>;
+
+    /// An audit sink's persisted cursor and channel; `None` before its first commit.
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<SinkCursor>>;
+
+    /// Persists an audit sink's cursor (never moved backwards) and, when given, its channel.
+    async fn set_sink_cursor(
+        &self,
+        sink: &str,
+        delivered_through: u64,
+        channel: Option<&str>,
+    ) -> Result<()>;
+
+    /// Durably records a record an audit sink gave up on.
+    async fn quarantine_sink_record(&self, sink: &str, record: SinkQuarantine) -> Result<()>;
+
+    /// What `sink` quarantined, in sequence order.
+    async fn sink_quarantine(&self, sink: &str) -> Result<Vec<SinkQuarantine>>;
 }
 
 /// The stored payloads of one exchange.

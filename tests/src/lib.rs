@@ -89,6 +89,8 @@ pub fn test_config(journal: &Path, athena_url: &str) -> Config {
     let mut c = Config::default();
     c.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     c.journal.url = format!("sqlite://{}", journal.display());
+    // The ledger signing key lives beside the journal (not under the working directory's ./data).
+    c.audit.key_file = journal.with_file_name("audit-ledger.key");
     c.delivery = DeliveryConfig {
         workers: 8,
         max_attempts: 8,

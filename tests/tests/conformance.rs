@@ -760,7 +760,7 @@ async fn search_filters_each_key_pages_and_counts(b: Backend) {
     }
     assert_eq!(seen.len(), all.len());
     let mut sorted = seen.clone();
-    sorted.sort_by_key(|b| std::cmp::Reverse(b.0));
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.0));
     assert_eq!(
         seen.iter().map(|s| s.0).collect::<Vec<_>>(),
         sorted.iter().map(|s| s.0).collect::<Vec<_>>()
@@ -1645,4 +1645,387 @@ async fn postgres_going_away_refuses_then_recovers_by_itself() {
         "nothing refused was stored"
     );
     verify_chain(j.as_ref()).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The audit ledger (issue 5): leaf hashes and the Merkle frontier move with every append,
+// checkpoints, sink cursors, the audit-log query, and append-only rows on PostgreSQL.
+
+mod ledger_bodies {
+    use super::*;
+    use replay::ledger::{AuditEntry, NoteSigner, tree};
+    use replay::{AuditQuery, NewCheckpoint, SinkQuarantine, ledger_db::CHECKPOINT_ACTION};
+
+    /// The leaf hashes of every stored record, recomputed from what the journal returns.
+    async fn leaves(j: &dyn Journal) -> Vec<tree::Hash> {
+        let mut out = Vec::new();
+        let mut from = 1;
+        loop {
+            let page = j.audit_records(from, 1000).await.unwrap();
+            let Some(last) = page.last().map(|r| r.seq) else {
+                break;
+            };
+            for r in &page {
+                out.push(AuditEntry::from_record(r).unwrap().leaf_hash().unwrap());
+            }
+            from = last + 1;
+        }
+        out
+    }
+
+    pub(super) async fn ledger_frontier_tracks_every_append(b: Backend) {
+        let j = b.journal.as_ref();
+        assert_eq!(j.ledger_head().await.unwrap().size(), 0);
+        assert_eq!(j.ledger_head().await.unwrap().root(), tree::empty_root());
+        // Appends of every kind, from two handles at once.
+        let other = b.open_another().await;
+        let mut tasks = Vec::new();
+        for (n, h) in [(0, b.journal.clone()), (1, other.clone())] {
+            tasks.push(tokio::spawn(async move {
+                for i in 0..40 {
+                    let mut ev = event("exchange.view");
+                    ev.detail = Some(serde_json::json!({"i": i, "h": n, "f": 1.5}));
+                    h.audit(ev).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        parked(j, "kent", "ledger-1").await;
+        j.replay(
+            parked(j, "essex", "ledger-2").await,
+            event("exchange.replay"),
+        )
+        .await
+        .unwrap();
+        let head = j.ledger_head().await.unwrap();
+        let all = leaves(j).await;
+        assert_eq!(head.size(), j.stats().await.unwrap().audit_records);
+        assert_eq!(head.size(), all.len() as u64);
+        assert_eq!(
+            head.root(),
+            tree::root(&all),
+            "the stored frontier is the RFC 6962 root of the stored records"
+        );
+        assert_eq!(other.ledger_head().await.unwrap(), head);
+        // A reopened journal carries on from the same tree.
+        drop(other);
+        let again = b.open_another().await;
+        again.audit(event("exchange.view")).await.unwrap();
+        let all = leaves(again.as_ref()).await;
+        assert_eq!(again.ledger_head().await.unwrap().root(), tree::root(&all));
+    }
+
+    pub(super) async fn checkpoints_are_signed_announced_and_only_grow(b: Backend) {
+        let j = b.journal.as_ref();
+        let signer = NoteSigner::generate("test.example/audit").unwrap();
+        for _ in 0..5 {
+            j.audit(event("exchange.view")).await.unwrap();
+        }
+        let head = j.ledger_head().await.unwrap();
+        let cp = replay::ledger::Checkpoint::new("test.example/audit", head.size(), head.root());
+        let note = cp.sign(&signer).unwrap();
+        let seq = j
+            .add_checkpoint(
+                NewCheckpoint {
+                    size: head.size(),
+                    root: head.root(),
+                    note: note.clone(),
+                },
+                event("ignored"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            seq, 6,
+            "the announcing record is appended after the tree it signs"
+        );
+        let rec = &j.audit_records(6, 1).await.unwrap()[0];
+        assert_eq!(rec.event.action, CHECKPOINT_ACTION);
+        assert_eq!(rec.event.object_id.as_deref(), Some("5"));
+        assert_eq!(rec.event.detail.as_ref().unwrap()["note"], note.as_str());
+        let stored = j.checkpoints().await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].size, 5);
+        assert_eq!(stored[0].audit_seq, 6);
+        let hex_root: String = head.root().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(stored[0].root, hex_root);
+        let opened = replay::ledger::Checkpoint::open(&stored[0].note, &[signer.verifier()]);
+        assert_eq!(opened.unwrap(), cp);
+
+        // Never two of one size, never smaller, never beyond the ledger, never a wrong root.
+        let again = NewCheckpoint {
+            size: 5,
+            root: head.root(),
+            note: note.clone(),
+        };
+        assert!(matches!(
+            j.add_checkpoint(again, event("x")).await,
+            Err(JournalError::Conflict(_))
+        ));
+        let beyond = NewCheckpoint {
+            size: 99,
+            root: head.root(),
+            note: note.clone(),
+        };
+        assert!(matches!(
+            j.add_checkpoint(beyond, event("x")).await,
+            Err(JournalError::Invalid(_))
+        ));
+        let wrong_root = NewCheckpoint {
+            size: 6,
+            root: [7; 32],
+            note,
+        };
+        assert!(matches!(
+            j.add_checkpoint(wrong_root, event("x")).await,
+            Err(JournalError::Invalid(_))
+        ));
+        assert_eq!(j.checkpoints().await.unwrap().len(), 1);
+        assert_eq!(
+            j.ledger_head().await.unwrap().size(),
+            6,
+            "refused checkpoints appended nothing"
+        );
+    }
+
+    pub(super) async fn sink_cursors_persist_and_never_go_back(b: Backend) {
+        let j = b.journal.as_ref();
+        assert_eq!(j.sink_cursor("hec").await.unwrap(), None);
+        j.set_sink_cursor("hec", 0, Some("chan-1")).await.unwrap();
+        j.set_sink_cursor("hec", 10, None).await.unwrap();
+        j.set_sink_cursor("hec", 4, None).await.unwrap();
+        j.set_sink_cursor("sentinel", 3, None).await.unwrap();
+        let again = b.open_another().await;
+        let hec = again.sink_cursor("hec").await.unwrap().unwrap();
+        assert_eq!(hec.delivered_through, 10, "a cursor never moves backwards");
+        assert_eq!(
+            hec.channel.as_deref(),
+            Some("chan-1"),
+            "the channel is kept"
+        );
+        let sentinel = again.sink_cursor("sentinel").await.unwrap().unwrap();
+        assert_eq!((sentinel.delivered_through, sentinel.channel), (3, None));
+        let q = SinkQuarantine {
+            seq: 7,
+            event_uid: Uuid::now_v7().to_string(),
+            kind: "record".into(),
+            class: "rejected".into(),
+            status: Some(400),
+            reason: "code 6: invalid data format".into(),
+        };
+        j.quarantine_sink_record("hec", q.clone()).await.unwrap();
+        j.quarantine_sink_record("hec", q.clone()).await.unwrap();
+        assert_eq!(again.sink_quarantine("hec").await.unwrap(), vec![q]);
+        assert!(again.sink_quarantine("sentinel").await.unwrap().is_empty());
+    }
+
+    pub(super) async fn audit_log_query_filters_and_pages(b: Backend) {
+        let j = b.journal.as_ref();
+        let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        for i in 0..30u32 {
+            let mut ev = event(if i % 3 == 0 {
+                "exchange.view"
+            } else {
+                "exchange.list"
+            });
+            ev.time = t0 + time::Duration::milliseconds(i64::from(i) * 250);
+            ev.actor = if i % 2 == 0 { "alice" } else { "bob" }.into();
+            ev.force = Some(if i < 10 { "kent" } else { "essex" }.into());
+            ev.result = if i == 7 { "denied" } else { "success" }.into();
+            ev.correlation_id = Some(format!("corr-{}", i / 5));
+            j.audit(ev).await.unwrap();
+        }
+        let q = |f: fn(&mut AuditQuery)| {
+            let mut q = AuditQuery::default();
+            f(&mut q);
+            q
+        };
+        let seqs = |p: &replay::Page<replay::AuditRecord>| -> Vec<u64> {
+            p.items.iter().map(|r| r.seq).collect()
+        };
+        // Newest first.
+        let all = j
+            .search_audit(&AuditQuery::default(), None, 100)
+            .await
+            .unwrap();
+        assert_eq!(seqs(&all), (1..=30).rev().collect::<Vec<_>>());
+        assert_eq!(all.next, None);
+        let alice = q(|q| q.actor = Some("alice".into()));
+        let alice = j.search_audit(&alice, None, 100).await.unwrap();
+        assert_eq!(alice.items.len(), 15);
+        let corr = q(|q| q.correlation_id = Some("corr-2".into()));
+        let corr = j.search_audit(&corr, None, 100).await.unwrap();
+        assert_eq!(seqs(&corr), vec![15, 14, 13, 12, 11]);
+        let denied = q(|q| q.result = Some("denied".into()));
+        let denied = j.search_audit(&denied, None, 100).await.unwrap();
+        assert_eq!(seqs(&denied), vec![8]);
+        let kent_views = AuditQuery {
+            force: Some("kent".into()),
+            action: Some("exchange.view".into()),
+            ..Default::default()
+        };
+        let kv = j.search_audit(&kent_views, None, 100).await.unwrap();
+        assert_eq!(seqs(&kv), vec![10, 7, 4, 1]);
+        // Time window [from, to): records 5..=8 are at t0 + 1.0 s … 1.75 s.
+        let window = AuditQuery {
+            from: Some(t0 + time::Duration::milliseconds(1000)),
+            to: Some(t0 + time::Duration::milliseconds(2000)),
+            ..Default::default()
+        };
+        let w = j.search_audit(&window, None, 100).await.unwrap();
+        assert_eq!(seqs(&w), vec![8, 7, 6, 5]);
+        // Paging: three pages of 12, 12, 6, no overlap, no gap.
+        let mut got = Vec::new();
+        let mut before = None;
+        loop {
+            let p = j
+                .search_audit(&AuditQuery::default(), before, 12)
+                .await
+                .unwrap();
+            got.extend(seqs(&p));
+            match p.next {
+                Some(n) => before = Some(n as u64),
+                None => break,
+            }
+        }
+        assert_eq!(got, (1..=30).rev().collect::<Vec<_>>());
+    }
+
+    /// The gateway's ledger runtime over each backend: checkpoints only when records are
+    /// uncovered (its own announcement does not count), and a full and a filtered export verify.
+    pub(super) async fn gateway_checkpoints_and_exports_verify(b: Backend) {
+        let j = b.journal.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = gateway::config::AuditConfig {
+            key_file: dir.path().join("ledger.key"),
+            ..Default::default()
+        };
+        let signer = gateway::ledger::load_signer(&cfg).unwrap();
+        let ledger = gateway::ledger::AuditLedger::new(j.clone(), signer, &cfg).unwrap();
+        assert_eq!(
+            ledger.checkpoint().await.unwrap(),
+            None,
+            "nothing to sign yet"
+        );
+        for i in 0..20 {
+            let mut ev = event("exchange.view");
+            ev.actor = if i % 4 == 0 { "alice" } else { "bob" }.into();
+            j.audit(ev).await.unwrap();
+        }
+        assert_eq!(ledger.checkpoint().await.unwrap(), Some(20));
+        assert_eq!(
+            ledger.checkpoint().await.unwrap(),
+            None,
+            "a checkpoint's own announcement does not call for another"
+        );
+        j.audit(event("exchange.view")).await.unwrap();
+        assert_eq!(ledger.checkpoint().await.unwrap(), Some(22));
+        // The key survives: loading it again gives the same public key.
+        let again = gateway::ledger::load_signer(&cfg).unwrap();
+        assert_eq!(again.verifier(), ledger.verifier());
+
+        let full = dir.path().join("full");
+        let done = ledger
+            .export(
+                &full,
+                replay::ledger::RecordFormat::Csv,
+                Default::default(),
+                "tester",
+                None,
+            )
+            .await
+            .unwrap();
+        // Everything up to the newest checkpoint; its own announcement (record 23) is not
+        // covered and needs none.
+        assert_eq!(done.summary.manifest.tree_size, 22);
+        assert_eq!(done.summary.manifest.records, 22);
+        let report = replay::ledger::verify_bundle(&full).unwrap();
+        assert!(report.is_intact(), "{:?}", report.first_problem());
+        assert_eq!(report.checkpoints_verified, 2);
+
+        let alice = dir.path().join("alice");
+        let filter = replay::ledger::ExportFilter {
+            actor: Some("alice".into()),
+            ..Default::default()
+        };
+        let done = ledger
+            .export(
+                &alice,
+                replay::ledger::RecordFormat::Jsonl,
+                filter,
+                "tester",
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.summary.manifest.records, 5);
+        let report = replay::ledger::verify_bundle(&alice).unwrap();
+        assert!(report.is_intact(), "{:?}", report.first_problem());
+        assert_eq!(report.inclusion_proofs_verified, 5);
+    }
+
+    /// PostgreSQL: the gateway's connection cannot update, delete or truncate audit rows.
+    pub(super) async fn postgres_audit_rows_are_append_only(b: Backend) {
+        let j = b.journal.as_ref();
+        for _ in 0..3 {
+            j.audit(event("exchange.view")).await.unwrap();
+        }
+        let (client, conn) = tokio_postgres::connect(&b.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        for sql in [
+            "UPDATE audit SET actor = 'mallory' WHERE seq = 2",
+            "UPDATE audit SET leaf_hash = 'x' WHERE seq = 2",
+            "DELETE FROM audit WHERE seq = 3",
+            "TRUNCATE audit",
+        ] {
+            let err = client.batch_execute(sql).await.unwrap_err();
+            assert!(
+                err.to_string().contains("append-only")
+                    || format!("{err:?}").contains("append-only"),
+                "{sql}: {err:?}"
+            );
+        }
+        assert_eq!(j.audit_records(1, 10).await.unwrap().len(), 3);
+        assert_eq!(
+            j.audit_records(2, 1).await.unwrap()[0].event.actor,
+            "tester"
+        );
+        assert_eq!(verify_chain(j).await, 3);
+    }
+}
+
+macro_rules! ledger_conformance {
+    ($backend:ident) => {
+        mod $backend {
+            ledger_conformance!(@tests $backend:
+                ledger_frontier_tracks_every_append,
+                checkpoints_are_signed_announced_and_only_grow,
+                sink_cursors_persist_and_never_go_back,
+                audit_log_query_filters_and_pages,
+                gateway_checkpoints_and_exports_verify,
+            );
+        }
+    };
+    (@tests $backend:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::super::ledger_bodies::$name(super::super::$backend().await).await;
+            }
+        )*
+    };
+}
+
+mod ledger {
+    ledger_conformance!(sqlite);
+    ledger_conformance!(postgres);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_audit_rows_are_append_only() {
+        super::ledger_bodies::postgres_audit_rows_are_append_only(super::postgres().await).await;
+    }
 }

@@ -30,6 +30,39 @@ pub(crate) struct Ready {
     journal: Component,
     /// Each force's adapters.
     adapters: Vec<AdapterHealth>,
+    /// Each audit sink (`[[audit.sinks]]`). A sink that is retrying or halted makes the gateway
+    /// `degraded`: the ledger keeps every record and the sink catches up when it recovers.
+    audit_sinks: Vec<SinkHealth>,
+}
+
+/// One audit sink's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SinkHealth {
+    /// Configured sink name.
+    sink: String,
+    /// `up` (delivering or idle), `retrying`, `halted` (needs an operator) or `stopped`.
+    status: &'static str,
+    /// Error class of the last failure, when not up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Every audit record up to this sequence number was delivered (or quarantined).
+    delivered_through: u64,
+}
+
+fn sink_health(s: adapters::sink::SinkStatus) -> SinkHealth {
+    use adapters::sink::SinkState;
+    let (status, error) = match &s.state {
+        SinkState::Running => ("up", None),
+        SinkState::Retrying { class, .. } => ("retrying", Some(class.to_string())),
+        SinkState::Halted { class, .. } => ("halted", Some(class.to_string())),
+        SinkState::Stopped => ("stopped", None),
+    };
+    SinkHealth {
+        sink: s.sink,
+        status,
+        error,
+        delivered_through: s.delivered_through,
+    }
 }
 
 /// One component's state.
@@ -100,11 +133,18 @@ pub(crate) async fn ready(State(st): State<AppState>) -> impl IntoResponse {
         }
     });
     let adapters = futures::future::join_all(checks).await;
+    let audit_sinks: Vec<SinkHealth> = st
+        .ledger
+        .sink_status()
+        .into_iter()
+        .map(sink_health)
+        .collect();
     let (code, status) = if journal.status != "up" {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
     } else if adapters
         .iter()
         .any(|a| a.status != "up" || a.breaker != "closed")
+        || audit_sinks.iter().any(|s| s.status != "up")
     {
         (StatusCode::OK, "degraded")
     } else {
@@ -116,6 +156,7 @@ pub(crate) async fn ready(State(st): State<AppState>) -> impl IntoResponse {
             status,
             journal,
             adapters,
+            audit_sinks,
         }),
     )
 }

@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per area.
 
+pub mod audit;
 pub mod config;
 pub mod docs;
 pub mod health;

@@ -19,6 +19,7 @@
 //! Connection failures surface as [`JournalError::Unavailable`] within the pool's timeouts
 //! (a few seconds at most); the pool opens fresh connections once the database is back.
 
+mod ledger;
 mod ops;
 pub mod partitions;
 mod read;
@@ -55,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "state",
         include_str!("../../migrations/postgres/0010_state.sql"),
+    ),
+    (
+        20,
+        "ledger",
+        include_str!("../../migrations/postgres/0020_ledger.sql"),
     ),
 ];
 
@@ -210,6 +216,7 @@ impl PgJournal {
         {
             let mut client = pool.get().await.map_err(pool_err)?;
             migrate(&mut client).await?;
+            ledger::catch_up(&mut client).await?;
             partitions::ensure_around(cl(&client), OffsetDateTime::now_utc()).await?;
         }
         let (tx, rx) = mpsc::channel::<write::WOp>(65_536);
@@ -417,6 +424,65 @@ impl Journal for PgJournal {
             ));
         }
         Ok(())
+    }
+
+    async fn ledger_head(&self) -> Result<crate::LedgerHead> {
+        let c = self.client().await?;
+        ledger::head(cl(&c)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(size = checkpoint.size))]
+    async fn add_checkpoint(
+        &self,
+        checkpoint: crate::NewCheckpoint,
+        audit: AuditEvent,
+    ) -> Result<u64> {
+        let mut c = self.client().await?;
+        ledger::add_checkpoint(&mut c, &checkpoint, audit).await
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<crate::StoredCheckpoint>> {
+        let c = self.client().await?;
+        ledger::checkpoints(cl(&c)).await
+    }
+
+    async fn search_audit(
+        &self,
+        query: &crate::AuditQuery,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<AuditRecord>> {
+        let c = self.client().await?;
+        ledger::search_audit(cl(&c), query, before, limit).await
+    }
+
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<crate::SinkCursor>> {
+        let c = self.client().await?;
+        ledger::sink_cursor(cl(&c), sink).await
+    }
+
+    async fn set_sink_cursor(
+        &self,
+        sink: &str,
+        delivered_through: u64,
+        channel: Option<&str>,
+    ) -> Result<()> {
+        let c = self.client().await?;
+        ledger::set_sink_cursor(cl(&c), sink, delivered_through, channel).await
+    }
+
+    async fn quarantine_sink_record(
+        &self,
+        sink: &str,
+        record: crate::SinkQuarantine,
+    ) -> Result<()> {
+        let c = self.client().await?;
+        ledger::quarantine(cl(&c), sink, &record).await
+    }
+
+    async fn sink_quarantine(&self, sink: &str) -> Result<Vec<crate::SinkQuarantine>> {
+        let c = self.client().await?;
+        ledger::quarantined(cl(&c), sink).await
     }
 
     #[tracing::instrument(skip_all)]

@@ -231,37 +231,38 @@ pub(super) async fn audit_records(
         )
         .await
         .map_err(pg)?;
-    rows.iter()
-        .map(|r| {
-            let time: &str = r.get(1);
-            let detail: Option<&str> = r.get(13);
-            Ok(AuditRecord {
-                seq: r.get::<_, i64>(0) as u64,
-                event: AuditEvent {
-                    time: OffsetDateTime::parse(time, &Rfc3339).map_err(|e| {
-                        JournalError::Corrupt(format!("bad audit time {time:?}: {e}"))
-                    })?,
-                    actor: r.get(2),
-                    role: r.get(3),
-                    force: r.get(4),
-                    action: r.get(5),
-                    object_type: r.get(6),
-                    object_id: r.get(7),
-                    result: r.get(8),
-                    source_ip: r.get(9),
-                    user_agent: r.get(10),
-                    correlation_id: r.get(11),
-                    event_uid: r.get(12),
-                    detail: detail
-                        .map(serde_json::from_str)
-                        .transpose()
-                        .map_err(|e| JournalError::Corrupt(format!("bad audit detail: {e}")))?,
-                },
-                prev_hash: r.get(14),
-                hash: r.get(15),
-            })
-        })
-        .collect()
+    rows.iter().map(audit_row).collect()
+}
+
+/// The columns `seq, time, actor, role, force, action, object_type, object_id, result,
+/// source_ip, user_agent, correlation_id, event_uid, detail, prev_hash, hash` as a record.
+pub(super) fn audit_row(r: &tokio_postgres::Row) -> Result<AuditRecord> {
+    let time: &str = r.get(1);
+    let detail: Option<&str> = r.get(13);
+    Ok(AuditRecord {
+        seq: r.get::<_, i64>(0) as u64,
+        event: AuditEvent {
+            time: OffsetDateTime::parse(time, &Rfc3339)
+                .map_err(|e| JournalError::Corrupt(format!("bad audit time {time:?}: {e}")))?,
+            actor: r.get(2),
+            role: r.get(3),
+            force: r.get(4),
+            action: r.get(5),
+            object_type: r.get(6),
+            object_id: r.get(7),
+            result: r.get(8),
+            source_ip: r.get(9),
+            user_agent: r.get(10),
+            correlation_id: r.get(11),
+            event_uid: r.get(12),
+            detail: detail
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| JournalError::Corrupt(format!("bad audit detail: {e}")))?,
+        },
+        prev_hash: r.get(14),
+        hash: r.get(15),
+    })
 }
 
 pub(super) async fn stats(c: &impl GenericClient) -> Result<JournalStats> {

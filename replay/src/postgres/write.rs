@@ -603,13 +603,21 @@ pub(crate) async fn append_audit(
     }
     let row = tx
         .query_one(
-            "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+            "SELECT seq, hash, frontier FROM audit_head WHERE id = 1 FOR UPDATE",
             &[],
         )
         .await
         .map_err(pg)?;
     let mut seq = row.get::<_, i64>(0) as u64;
     let mut prev: String = row.get(1);
+    let mut frontier = crate::ledger_db::frontier_from(row.get::<_, &[u8]>(2))?;
+    if frontier.size() != seq {
+        return Err(JournalError::Corrupt(format!(
+            "ledger frontier covers {} records but the audit chain has {seq}",
+            frontier.size()
+        )));
+    }
+    let mut leaves = Vec::with_capacity(events.len());
     let n = events.len();
     let mut seqs = Vec::with_capacity(n);
     let (mut s, mut time, mut actor, mut role, mut force, mut action) = (
@@ -637,6 +645,9 @@ pub(crate) async fn append_audit(
     for ev in events {
         seq += 1;
         let hash = chain_hash(&prev, seq, ev);
+        let leaf = crate::ledger_db::leaf_of(seq, ev)?;
+        frontier.push(leaf);
+        leaves.push(hex::encode(leaf));
         seqs.push(seq);
         s.push(seq as i64);
         time.push(rfc3339(ev.time));
@@ -658,11 +669,12 @@ pub(crate) async fn append_audit(
     tx.execute(
         "WITH ins AS (
              INSERT INTO audit (seq, time, actor, role, force, action, object_type, object_id,
-                 result, source_ip, user_agent, correlation_id, event_uid, detail, prev_hash, hash)
+                 result, source_ip, user_agent, correlation_id, event_uid, detail, prev_hash, hash,
+                 leaf_hash)
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
                  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                 $12::text[], $13::uuid[], $14::text[], $15::text[], $16::text[]))
-         UPDATE audit_head SET seq = $17, hash = $18 WHERE id = 1",
+                 $12::text[], $13::uuid[], $14::text[], $15::text[], $16::text[], $19::text[]))
+         UPDATE audit_head SET seq = $17, hash = $18, frontier = $20 WHERE id = 1",
         &[
             &s,
             &time,
@@ -682,6 +694,8 @@ pub(crate) async fn append_audit(
             &hashes,
             &(seq as i64),
             &prev,
+            &leaves,
+            &frontier.to_bytes(),
         ],
     )
     .await

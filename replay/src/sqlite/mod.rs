@@ -9,6 +9,7 @@
 //! Reads use a small pool of separate read-only connections, which WAL lets run beside the
 //! writer; other processes (the CLI) can read and write the same file while the server runs.
 
+mod ledger;
 mod ops;
 mod read;
 mod state;
@@ -54,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "state",
         include_str!("../../migrations/sqlite/0010_state.sql"),
+    ),
+    (
+        20,
+        "ledger",
+        include_str!("../../migrations/sqlite/0020_ledger.sql"),
     ),
 ];
 
@@ -269,6 +275,7 @@ impl SqliteJournal {
                     }
                     let mut conn = open_writer(&p, &opts)?;
                     migrate(&mut conn)?;
+                    ledger::catch_up(&mut conn)?;
                     if opts.server {
                         conn.execute(
                             "UPDATE exchanges SET lease_owner = NULL, lease_until_ms = NULL
@@ -604,6 +611,73 @@ impl Journal for SqliteJournal {
         let (scope, key) = (scope.to_owned(), key.to_owned());
         self.exec(move |c, _| state::put(c, &scope, &key, expected, value))
             .await
+    }
+    async fn ledger_head(&self) -> Result<crate::LedgerHead> {
+        // From the writer, between batches: the frontier of exactly the committed records.
+        self.exec(|_, h| {
+            Ok(crate::LedgerHead {
+                frontier: h.frontier.clone(),
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(size = checkpoint.size))]
+    async fn add_checkpoint(
+        &self,
+        checkpoint: crate::NewCheckpoint,
+        audit: AuditEvent,
+    ) -> Result<u64> {
+        self.exec(move |c, h| ledger::add_checkpoint(c, h, &checkpoint, audit))
+            .await
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<crate::StoredCheckpoint>> {
+        self.read(ledger::checkpoints).await
+    }
+
+    async fn search_audit(
+        &self,
+        query: &crate::AuditQuery,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<AuditRecord>> {
+        let query = query.clone();
+        self.read(move |c| ledger::search_audit(c, &query, before, limit))
+            .await
+    }
+
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<crate::SinkCursor>> {
+        let sink = sink.to_owned();
+        self.read(move |c| ledger::sink_cursor(c, &sink)).await
+    }
+
+    async fn set_sink_cursor(
+        &self,
+        sink: &str,
+        delivered_through: u64,
+        channel: Option<&str>,
+    ) -> Result<()> {
+        let (sink, channel) = (sink.to_owned(), channel.map(str::to_owned));
+        self.exec(move |c, _| {
+            ledger::set_sink_cursor(c, &sink, delivered_through, channel.as_deref())
+        })
+        .await
+    }
+
+    async fn quarantine_sink_record(
+        &self,
+        sink: &str,
+        record: crate::SinkQuarantine,
+    ) -> Result<()> {
+        let sink = sink.to_owned();
+        self.exec(move |c, _| ledger::quarantine(c, &sink, &record))
+            .await
+    }
+
+    async fn sink_quarantine(&self, sink: &str) -> Result<Vec<crate::SinkQuarantine>> {
+        let sink = sink.to_owned();
+        self.read(move |c| ledger::quarantined(c, &sink)).await
     }
 }
 

@@ -290,34 +290,40 @@ pub(super) fn audit_records(c: &Connection, from: u64, limit: usize) -> Result<V
     let mut rows = stmt.query(params![from as i64, limit as i64])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let detail: Option<String> = r.get(13)?;
-        let uid: String = r.get(12)?;
-        out.push(AuditRecord {
-            seq: r.get::<_, i64>(0)? as u64,
-            event: AuditEvent {
-                time: parse_time(&r.get::<_, String>(1)?)?,
-                actor: r.get(2)?,
-                role: r.get(3)?,
-                force: r.get(4)?,
-                action: r.get(5)?,
-                object_type: r.get(6)?,
-                object_id: r.get(7)?,
-                result: r.get(8)?,
-                source_ip: r.get(9)?,
-                user_agent: r.get(10)?,
-                correlation_id: r.get(11)?,
-                event_uid: Uuid::parse_str(&uid)
-                    .map_err(|e| JournalError::Corrupt(format!("bad event uid {uid:?}: {e}")))?,
-                detail: detail
-                    .map(|d| serde_json::from_str(&d))
-                    .transpose()
-                    .map_err(|e| JournalError::Corrupt(format!("bad audit detail: {e}")))?,
-            },
-            prev_hash: r.get(14)?,
-            hash: r.get(15)?,
-        });
+        out.push(audit_row(r)?);
     }
     Ok(out)
+}
+
+/// The columns `seq, time, actor, role, force, action, object_type, object_id, result,
+/// source_ip, user_agent, correlation_id, event_uid, detail, prev_hash, hash` as a record.
+pub(super) fn audit_row(r: &rusqlite::Row<'_>) -> Result<AuditRecord> {
+    let detail: Option<String> = r.get(13)?;
+    let uid: String = r.get(12)?;
+    Ok(AuditRecord {
+        seq: r.get::<_, i64>(0)? as u64,
+        event: AuditEvent {
+            time: parse_time(&r.get::<_, String>(1)?)?,
+            actor: r.get(2)?,
+            role: r.get(3)?,
+            force: r.get(4)?,
+            action: r.get(5)?,
+            object_type: r.get(6)?,
+            object_id: r.get(7)?,
+            result: r.get(8)?,
+            source_ip: r.get(9)?,
+            user_agent: r.get(10)?,
+            correlation_id: r.get(11)?,
+            event_uid: Uuid::parse_str(&uid)
+                .map_err(|e| JournalError::Corrupt(format!("bad event uid {uid:?}: {e}")))?,
+            detail: detail
+                .map(|d| serde_json::from_str(&d))
+                .transpose()
+                .map_err(|e| JournalError::Corrupt(format!("bad audit detail: {e}")))?,
+        },
+        prev_hash: r.get(14)?,
+        hash: r.get(15)?,
+    })
 }
 
 pub(super) fn stats(c: &Connection) -> Result<JournalStats> {

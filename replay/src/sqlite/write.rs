@@ -4,6 +4,8 @@ use crate::{
     AcceptOutcome, Attempt, AuditEvent, ClaimRequest, JournalError, NewExchange, Prepared, Result,
     Transition, WorkItem,
     audit::{GENESIS, chain_hash},
+    ledger::Frontier,
+    ledger_db::{frontier_from, leaf_of},
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,11 +52,12 @@ pub(crate) fn millis(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// The head of the audit chain: last sequence and hash.
+/// The head of the audit chain: last sequence and hash, and the ledger's Merkle frontier.
 #[derive(Clone)]
 pub(crate) struct Head {
     seq: u64,
     hash: String,
+    pub(crate) frontier: Frontier,
 }
 
 pub(crate) type Finish = Box<dyn FnOnce(Option<JournalError>) + Send>;
@@ -129,9 +132,24 @@ fn apply_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
             return;
         }
     };
+    let start_size = head.frontier.size();
     let mut finishes: Vec<Finish> = Vec::with_capacity(size);
     for op in batch.drain(..) {
         finishes.push(apply_op(&tx, &mut head, op));
+    }
+    let saved = if head.frontier.size() == start_size {
+        Ok(())
+    } else {
+        save_frontier(&tx, &head.frontier)
+    };
+    if let Err(err) = saved {
+        // The records and the tree must move together: nothing of this batch is kept.
+        drop(tx);
+        tracing::warn!(error = %err, size, "ledger frontier not saved; batch rolled back");
+        for f in finishes {
+            f(Some(err.clone()));
+        }
+        return;
     }
     match tx.commit() {
         Ok(()) => {
@@ -235,26 +253,52 @@ fn read_head(c: &Connection) -> Result<Head> {
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
         )
         .optional()?;
+    let frontier = load_frontier(c)?;
     Ok(match row {
         Some((seq, hash)) => Head {
             seq: seq as u64,
             hash,
+            frontier,
         },
         None => Head {
             seq: 0,
             hash: GENESIS.to_owned(),
+            frontier,
         },
     })
 }
 
+/// The stored Merkle frontier.
+pub(crate) fn load_frontier(c: &Connection) -> Result<Frontier> {
+    let bytes: Vec<u8> = c
+        .prepare_cached("SELECT frontier FROM ledger_frontier WHERE id = 1")?
+        .query_row([], |r| r.get(0))?;
+    frontier_from(&bytes)
+}
+
+pub(crate) fn save_frontier(c: &Connection, f: &Frontier) -> Result<()> {
+    c.prepare_cached("UPDATE ledger_frontier SET frontier = ?1 WHERE id = 1")?
+        .execute(params![f.to_bytes()])?;
+    Ok(())
+}
+
 pub(crate) fn append_audit(c: &Connection, head: &mut Head, event: &AuditEvent) -> Result<u64> {
     let seq = head.seq + 1;
+    if head.frontier.size() != head.seq {
+        return Err(JournalError::Corrupt(format!(
+            "ledger frontier covers {} records but the audit chain has {}",
+            head.frontier.size(),
+            head.seq
+        )));
+    }
     let hash = chain_hash(&head.hash, seq, event);
+    let leaf = leaf_of(seq, event)?;
     let detail = event.detail.as_ref().map(|d| d.to_string());
     c.prepare_cached(
         "INSERT INTO audit (seq, time, actor, role, force, action, object_type, object_id, result,
-                            source_ip, user_agent, correlation_id, event_uid, detail, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                            source_ip, user_agent, correlation_id, event_uid, detail, prev_hash, hash,
+                            leaf_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         seq as i64,
@@ -273,9 +317,11 @@ pub(crate) fn append_audit(c: &Connection, head: &mut Head, event: &AuditEvent) 
         detail,
         head.hash,
         hash,
+        hex::encode(leaf),
     ])?;
     head.seq = seq;
     head.hash = hash;
+    head.frontier.push(leaf);
     Ok(seq)
 }
 
