@@ -16,7 +16,7 @@ use axum::{
     http::{HeaderValue, Method, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 use replay::{AuditEvent, Journal};
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Instant};
@@ -128,6 +128,27 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/exchanges", get(api::ops::list_exchanges))
         .route("/v1/exchanges/{id}", get(api::ops::get_exchange))
         .route("/v1/exchanges/{id}/replay", post(api::ops::replay_exchange))
+        .route("/v1/exchanges/{id}/park", post(api::ops::park_exchange))
+        .route("/v1/exchanges/{id}/unpark", post(api::ops::unpark_exchange))
+        .route("/v1/journal/stats", get(api::ops::journal_stats))
+        .route(
+            "/v1/replay-jobs",
+            get(api::jobs::list_replay_jobs).post(api::jobs::create_replay_job),
+        )
+        .route("/v1/replay-jobs/{id}", get(api::jobs::get_replay_job))
+        .route(
+            "/v1/replay-jobs/{id}/cancel",
+            post(api::jobs::cancel_replay_job),
+        )
+        .route(
+            "/v1/replay-jobs/{id}/resume",
+            post(api::jobs::resume_replay_job),
+        )
+        .route(
+            "/v1/legal-holds",
+            get(api::jobs::list_holds).post(api::jobs::place_hold),
+        )
+        .route("/v1/legal-holds/{id}", delete(api::jobs::release_hold))
         .route("/v1/audit/verify", get(api::ops::verify_audit))
         .route("/v1/config/reload", post(api::config::reload_config))
         .route("/v1/audit/export", get(api::audit::export))

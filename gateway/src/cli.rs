@@ -58,68 +58,6 @@ fn cli_event(
     }
 }
 
-/// `exchanges list`.
-pub async fn list(
-    j: &dyn Journal,
-    status: Option<Status>,
-    limit: Option<usize>,
-    json: bool,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let filter = ExchangeFilter {
-        status,
-        ..Default::default()
-    };
-    let mut rows: Vec<ExchangeSummary> = Vec::new();
-    let mut cursor = None;
-    loop {
-        let want = limit.map_or(1000, |l| (l - rows.len()).min(1000));
-        if want == 0 {
-            break;
-        }
-        let page = j.list(&filter, cursor, want).await?;
-        rows.extend(page.items);
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    j.audit(cli_event(
-        "exchange.search",
-        None,
-        Some(serde_json::json!({ "filter": { "status": status.map(Status::as_str) }, "results": rows.len() })),
-    ))
-    .await?;
-    if json {
-        serde_json::to_writer_pretty(&mut *out, &rows)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "{:<36}  {:<9}  {:<10}  {:<18}  {:>3}  {:<24}  {:<36}  LAST ERROR",
-        "ID", "STATUS", "FORCE", "KIND", "TRY", "CREATED", "SUBMISSION"
-    )?;
-    for r in &rows {
-        writeln!(
-            out,
-            "{:<36}  {:<9}  {:<10}  {:<18}  {:>3}  {:<24}  {:<36}  {}",
-            r.id,
-            r.status,
-            r.force,
-            r.kind,
-            r.attempt_count,
-            r.created_at
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-            r.submission_id,
-            r.last_error_class.as_deref().unwrap_or("-")
-        )?;
-    }
-    writeln!(out, "{} exchange(s)", rows.len())?;
-    Ok(())
-}
-
 /// `exchanges show`.
 pub async fn show(
     j: &dyn Journal,
@@ -350,6 +288,333 @@ pub async fn audit_export(
     Ok(())
 }
 
+/// Builds a filter from `--filter KEY=VALUE` arguments (and `--status`); errors name the key.
+pub fn filter_from_args(
+    pairs: &[String],
+    status: Option<Status>,
+) -> anyhow::Result<ExchangeFilter> {
+    let mut f = ExchangeFilter::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for p in pairs {
+        let key = p.split_once('=').map_or(p.as_str(), |(k, _)| k.trim());
+        if !seen.insert(key.replace('-', "_")) {
+            bail!("--filter {key}: given more than once");
+        }
+        f.set_pair(p).map_err(|e| anyhow::anyhow!("--filter {e}"))?;
+    }
+    if let Some(s) = status {
+        if f.status.is_some_and(|fs| fs != s) {
+            bail!("--status {s} contradicts --filter status");
+        }
+        f.status = Some(s);
+    }
+    Ok(f)
+}
+
+/// Parses `--rate`: `N` or `N/s`, at least 1.
+pub fn parse_rate(s: &str) -> Result<u32, String> {
+    let n = s.trim().strip_suffix("/s").unwrap_or(s.trim());
+    match n.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?}: expected exchanges per second, e.g. 500/s")),
+    }
+}
+
+/// `exchanges list --filter …` (also `exchanges search`).
+pub async fn search(
+    j: &dyn Journal,
+    filter: &ExchangeFilter,
+    limit: Option<usize>,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mut rows: Vec<ExchangeSummary> = Vec::new();
+    let mut cursor = None;
+    loop {
+        let want = limit.map_or(1000, |l| (l - rows.len()).min(1000));
+        if want == 0 {
+            break;
+        }
+        let page = j.list(filter, cursor, want).await?;
+        rows.extend(page.items);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    j.audit(cli_event(
+        "exchange.search",
+        None,
+        Some(serde_json::json!({ "filter": filter, "results": rows.len() })),
+    ))
+    .await?;
+    print_rows(&rows, json, out)
+}
+
+fn print_rows(rows: &[ExchangeSummary], json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &rows)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<36}  {:<9}  {:<10}  {:<18}  {:>3}  {:<24}  {:<36}  LAST ERROR",
+        "ID", "STATUS", "FORCE", "KIND", "TRY", "CREATED", "SUBMISSION"
+    )?;
+    for r in rows {
+        writeln!(
+            out,
+            "{:<36}  {:<9}  {:<10}  {:<18}  {:>3}  {:<24}  {:<36}  {}",
+            r.id,
+            r.status,
+            r.force,
+            r.kind,
+            r.attempt_count,
+            r.created_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            r.submission_id,
+            r.last_error_class.as_deref().unwrap_or("-")
+        )?;
+    }
+    writeln!(out, "{} exchange(s)", rows.len())?;
+    Ok(())
+}
+
+/// `exchanges park ID` / `exchanges unpark ID`.
+pub async fn park(
+    j: &dyn Journal,
+    id: &str,
+    park: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let id =
+        Uuid::parse_str(id).with_context(|| format!("{id:?} is not an exchange id (a UUID)"))?;
+    let action = if park {
+        "exchange.park"
+    } else {
+        "exchange.unpark"
+    };
+    let ev = cli_event(action, Some(id.to_string()), None);
+    let now = crate::app::now_millis();
+    if park {
+        j.park(id, now, ev).await?;
+        writeln!(out, "parked exchange {id}")?;
+    } else {
+        j.unpark(id, now, ev).await?;
+        writeln!(
+            out,
+            "exchange {id} is pending again; a running gateway delivers it within its poll interval"
+        )?;
+    }
+    Ok(())
+}
+
+/// `exchanges stats`.
+pub async fn stats(j: &dyn Journal, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = j.stats().await?;
+    j.audit(cli_event("journal.stats", None, None)).await?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &s)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let t = |t: &Option<time::OffsetDateTime>| {
+        t.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "-".into())
+    };
+    writeln!(out, "pending        {}", s.pending)?;
+    writeln!(out, "delivered      {}", s.delivered)?;
+    writeln!(out, "parked         {}", s.parked)?;
+    writeln!(out, "oldest pending {}", t(&s.oldest_pending))?;
+    writeln!(out, "oldest parked  {}", t(&s.oldest_parked))?;
+    writeln!(out, "replay jobs    {} running", s.replay_jobs_running)?;
+    writeln!(out, "legal holds    {}", s.legal_holds)?;
+    writeln!(out, "audit records  {}", s.audit_records)?;
+    for g in &s.groups {
+        writeln!(
+            out,
+            "  {:<12} {:<24} {:<9} {}",
+            g.force, g.kind, g.status, g.count
+        )?;
+    }
+    Ok(())
+}
+
+/// What `replay --filter` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct BulkReplay {
+    /// Which exchanges.
+    pub filter: ExchangeFilter,
+    /// Count and sample only.
+    pub dry_run: bool,
+    /// Replays created per second, at most.
+    pub rate: Option<u32>,
+    /// Only deliveries to this target system.
+    pub target: Option<String>,
+    /// Create the job and return without following its progress.
+    pub detach: bool,
+    /// Print JSON (the plan or the job) instead of text.
+    pub json: bool,
+}
+
+/// `replay --filter …`: a dry run, or a job created in the journal for running gateways to work,
+/// followed with a progress bar until it completes or is cancelled (unless `detach`).
+pub async fn replay_bulk(
+    cfg: &Config,
+    j: &dyn Journal,
+    mut req: BulkReplay,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if req.filter == ExchangeFilter::default() {
+        bail!("give at least one --filter KEY=VALUE (e.g. --filter status=parked)");
+    }
+    if let Some(t) = &req.target {
+        match &req.filter.target {
+            Some(ft) if ft != t => bail!("--target {t} differs from --filter target={ft}"),
+            _ => req.filter.target = Some(t.clone()),
+        }
+    }
+    if let Some(f) = &req.filter.force
+        && !cfg.forces.contains_key(f)
+    {
+        bail!("--filter force={f}: no such force in the configuration");
+    }
+    if req.dry_run {
+        let plan = crate::jobs::dry_run(j, &req.filter, 10).await?;
+        j.audit(cli_event(
+            "exchange.replay_job.dry_run",
+            None,
+            Some(serde_json::json!({ "filter": req.filter, "matching": plan.matching })),
+        ))
+        .await?;
+        if req.json {
+            serde_json::to_writer_pretty(&mut *out, &plan)?;
+            writeln!(out)?;
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "dry run: {} exchange(s) match; {} of them parked (each replayed unless it already has a pending or delivered replay)",
+            plan.matching, plan.parked
+        )?;
+        writeln!(out, "sample (newest first):")?;
+        print_rows(&plan.sample, false, out)?;
+        return Ok(());
+    }
+    let job = j
+        .create_replay_job(
+            replay::NewReplayJob {
+                filter: req.filter.clone(),
+                options: replay::ReplayOptions {
+                    target: req.target.clone(),
+                    mapping_version: None,
+                    rate_per_sec: req.rate,
+                },
+                created_by: cli_actor(),
+            },
+            cli_event("exchange.replay_job.create", None, None),
+        )
+        .await?;
+    if req.detach {
+        if req.json {
+            serde_json::to_writer_pretty(&mut *out, &job)?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "replay job {} created: {} exchange(s) planned; running gateways work it",
+                job.id, job.planned
+            )?;
+            writeln!(out, "follow it with: nmpp-gateway replay jobs")?;
+        }
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "replay job {} created: {} exchange(s) planned; running gateways work it (Ctrl-C stops \
+         watching, not the job; nmpp-gateway replay --cancel {} stops it)",
+        job.id, job.planned, job.id
+    )?;
+    out.flush()?;
+    let job = follow(j, job.id).await?;
+    if req.json {
+        serde_json::to_writer_pretty(&mut *out, &job)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "replay job {} {}: {} replayed, {} skipped of {} planned",
+            job.id,
+            job.state.as_str(),
+            job.replayed,
+            job.skipped,
+            job.planned
+        )?;
+    }
+    Ok(())
+}
+
+/// Shows a job's progress (on standard error, when it is a terminal) until it stops running.
+async fn follow(j: &dyn Journal, id: Uuid) -> anyhow::Result<replay::ReplayJob> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} ({per_sec}, eta {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    loop {
+        let job = j
+            .replay_job(id)
+            .await?
+            .with_context(|| format!("replay job {id} disappeared"))?;
+        bar.set_length(job.planned);
+        bar.set_position(job.replayed + job.skipped);
+        bar.set_message(format!(
+            "{} replayed, {} skipped",
+            job.replayed, job.skipped
+        ));
+        if job.state != replay::ReplayJobState::Running {
+            bar.finish();
+            return Ok(job);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// `replay --cancel JOB` / `replay --resume JOB`.
+pub async fn set_job_cancelled(
+    j: &dyn Journal,
+    id: &str,
+    cancel: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let id = Uuid::parse_str(id).with_context(|| format!("{id:?} is not a replay job id"))?;
+    let action = if cancel {
+        "exchange.replay_job.cancel"
+    } else {
+        "exchange.replay_job.resume"
+    };
+    let mut ev = cli_event(action, Some(id.to_string()), None);
+    ev.object_type = Some("replay_job".into());
+    let job = j.set_replay_job_cancelled(id, cancel, ev).await?;
+    writeln!(
+        out,
+        "replay job {} {}: {} replayed, {} skipped of {} planned",
+        job.id,
+        job.state.as_str(),
+        job.replayed,
+        job.skipped,
+        job.planned
+    )?;
+    Ok(())
+}
+
 /// The audit detail of an export: format, filters (force and actor names are not personal data
 /// here: they are force keys and API client or operator ids), and what was written.
 pub fn export_detail(
@@ -400,4 +665,177 @@ pub fn audit_verify_bundle(dir: &std::path::Path, out: &mut dyn Write) -> anyhow
         }
     )?;
     Ok(true)
+}
+
+/// `replay jobs`.
+pub async fn list_jobs(j: &dyn Journal, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let jobs = j.replay_jobs(100).await?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &jobs)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<36}  {:<9}  {:>9}  {:>9}  {:>9}  {:<24}  FILTER",
+        "JOB", "STATE", "PLANNED", "REPLAYED", "SKIPPED", "CREATED"
+    )?;
+    for job in &jobs {
+        writeln!(
+            out,
+            "{:<36}  {:<9}  {:>9}  {:>9}  {:>9}  {:<24}  {}",
+            job.id,
+            job.state.as_str(),
+            job.planned,
+            job.replayed,
+            job.skipped,
+            job.created_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            serde_json::to_string(&job.filter).unwrap_or_default()
+        )?;
+    }
+    Ok(())
+}
+
+/// `retention apply [--dry-run]`.
+pub async fn retention_apply(
+    cfg: &Config,
+    j: &dyn Journal,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let policies = cfg.retention.policies().map_err(anyhow::Error::msg)?;
+    if policies.is_empty() {
+        writeln!(out, "no retention policy is configured: nothing to do")?;
+        return Ok(());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    if dry_run {
+        // Upper bounds: the journal skips exchanges under a legal hold, and deletes a family
+        // (an exchange and its replays) only when its newest member is old enough.
+        writeln!(
+            out,
+            "dry run: delivered and parked exchanges older than each period (at most; legal holds \
+             and newer replays keep some; pending ones are never deleted)"
+        )?;
+        for p in &policies {
+            let mut f = ExchangeFilter {
+                force: Some(p.force.clone()),
+                kind: p.kind.clone(),
+                ..Default::default()
+            };
+            let describe = |d: Option<std::time::Duration>| {
+                d.map_or("keep".to_owned(), |d| format!("{}s", d.as_secs()))
+            };
+            let mut counts = Vec::new();
+            for (what, period) in [("payloads", p.payloads), ("metadata", p.metadata)] {
+                if let Some(d) = period {
+                    // Pending exchanges are never deleted: they still have to be delivered.
+                    f.to = Some(now - d);
+                    let mut n = 0;
+                    for st in [Status::Delivered, Status::Parked] {
+                        f.status = Some(st);
+                        n += j.count(&f).await?;
+                    }
+                    counts.push(format!("{what}: {n}"));
+                }
+            }
+            writeln!(
+                out,
+                "  force {} kind {}: payloads {}, metadata {} → {}",
+                p.force,
+                p.kind.as_deref().unwrap_or("*"),
+                describe(p.payloads),
+                describe(p.metadata),
+                if counts.is_empty() {
+                    "nothing".into()
+                } else {
+                    counts.join(", ")
+                }
+            )?;
+        }
+        return Ok(());
+    }
+    let report = j
+        .apply_retention(
+            &policies,
+            now,
+            crate::jobs::retention_audit(&cli_actor(), "operator"),
+        )
+        .await?;
+    writeln!(
+        out,
+        "retention applied: payloads deleted from {} exchange(s), {} exchange(s) and {} attempt(s) deleted, {} partition(s) dropped, {} audit record(s) written",
+        report.payloads_deleted,
+        report.exchanges_deleted,
+        report.attempts_deleted,
+        report.partitions_dropped.len(),
+        report.audit_records
+    )?;
+    Ok(())
+}
+
+/// `holds list`.
+pub async fn holds_list(j: &dyn Journal, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let holds = j.holds().await?;
+    j.audit(cli_event("legal_hold.list", None, None)).await?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &holds)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for h in &holds {
+        let what = match &h.target {
+            replay::HoldTarget::Exchange { id } => format!("exchange {id}"),
+            replay::HoldTarget::Case { force, case_ref } => format!("case {force}/{case_ref}"),
+        };
+        writeln!(out, "{}  {}  by {}  {}", h.id, what, h.placed_by, h.reason)?;
+    }
+    writeln!(out, "{} hold(s)", holds.len())?;
+    Ok(())
+}
+
+/// `holds place`.
+pub async fn holds_place(
+    j: &dyn Journal,
+    exchange: Option<&str>,
+    case: Option<&str>,
+    reason: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let target = match (exchange, case) {
+        (Some(id), None) => replay::HoldTarget::Exchange {
+            id: Uuid::parse_str(id)
+                .with_context(|| format!("--exchange {id:?}: not an exchange id"))?,
+        },
+        (None, Some(c)) => {
+            let (force, case_ref) = c
+                .split_once('/')
+                .with_context(|| format!("--case {c:?}: expected FORCE/CASE_REF"))?;
+            replay::HoldTarget::Case {
+                force: force.into(),
+                case_ref: case_ref.into(),
+            }
+        }
+        _ => bail!("give exactly one of --exchange ID or --case FORCE/CASE_REF"),
+    };
+    if reason.trim().is_empty() {
+        bail!("--reason: must not be empty");
+    }
+    let mut ev = cli_event("legal_hold.place", None, None);
+    ev.object_type = Some("legal_hold".into());
+    let hold = j.place_hold(target, reason.trim(), ev).await?;
+    writeln!(out, "legal hold {} placed", hold.id)?;
+    Ok(())
+}
+
+/// `holds release ID`.
+pub async fn holds_release(j: &dyn Journal, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let id = Uuid::parse_str(id).with_context(|| format!("{id:?} is not a legal hold id"))?;
+    let mut ev = cli_event("legal_hold.release", Some(id.to_string()), None);
+    ev.object_type = Some("legal_hold".into());
+    j.release_hold(id, ev).await?;
+    writeln!(out, "legal hold {id} released")?;
+    Ok(())
 }

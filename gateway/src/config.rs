@@ -40,6 +40,10 @@ pub struct Config {
     pub log: LogConfig,
     /// The audit ledger: checkpoint signing and the sinks it streams to.
     pub audit: AuditConfig,
+    /// How long journalled exchanges are kept, per force and kind.
+    pub retention: RetentionConfig,
+    /// How the server works bulk replay jobs.
+    pub replay: ReplayConfig,
 }
 
 /// HTTP settings.
@@ -501,6 +505,38 @@ impl Default for AuditConfig {
     }
 }
 
+/// Retention: how long payloads and metadata of exchanges are kept, per force and per kind.
+/// Periods are written with a unit: `90d`, `12h`, `30m`, `45s`. Nothing is deleted for a force
+/// without a policy, and nothing under a legal hold is ever deleted.
+///
+/// ```toml
+/// [retention]
+/// interval_s = 3600
+/// [retention.forces.kent]
+/// payloads = "90d"
+/// metadata = "2555d"
+/// [retention.forces.kent.kinds."incident.submitted"]
+/// payloads = "30d"        # metadata inherited from the force: 2555d
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// How often the server applies retention, in seconds; `0` means never (use
+    /// `nmpp-gateway retention apply`). Default 3600.
+    pub interval_s: u64,
+    /// Policies by force key.
+    pub forces: BTreeMap<String, ForceRetention>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            interval_s: 3600,
+            forces: BTreeMap::new(),
+        }
+    }
+}
+
 impl AuditConfig {
     fn problems(&self, out: &mut Vec<String>) {
         if self.origin.is_empty() || self.origin.contains(['\n', '\r']) {
@@ -526,6 +562,126 @@ impl AuditConfig {
                     s.name()
                 ));
             }
+        }
+    }
+}
+
+/// One force's retention periods, with overrides per kind of exchange.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForceRetention {
+    /// Delete payloads (original, canonical, target) older than this. Unset: keep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payloads: Option<String>,
+    /// Delete whole exchanges (metadata and attempts) older than this. Unset: keep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    /// Overrides by kind (`incident.submitted`); a period a kind leaves unset is the force's.
+    pub kinds: BTreeMap<String, KindRetention>,
+}
+
+/// Retention periods of one kind of exchange.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KindRetention {
+    /// Delete payloads older than this. Unset: the force's period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payloads: Option<String>,
+    /// Delete whole exchanges older than this. Unset: the force's period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+}
+
+/// Parses a retention period: a whole number and a unit, `d`, `h`, `m` or `s` (`90d`).
+pub fn parse_period(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a whole number and a unit (90d, 12h, 30m, 45s)"))?;
+    let secs = match unit {
+        "d" => n.checked_mul(86_400),
+        "h" => n.checked_mul(3_600),
+        "m" => n.checked_mul(60),
+        "s" => Some(n),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?}: expected d, h, m or s"
+            ));
+        }
+    }
+    .ok_or_else(|| format!("{s:?}: too long"))?;
+    if secs == 0 {
+        return Err(format!("{s:?}: must be longer than zero"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+impl RetentionConfig {
+    /// The journal policies this configuration describes: one per force (covering its kinds
+    /// without their own), and one per kind override. Errors name the key.
+    pub fn policies(&self) -> Result<Vec<replay::RetentionPolicy>, String> {
+        let period = |key: String, v: &Option<String>| {
+            v.as_deref()
+                .map(parse_period)
+                .transpose()
+                .map_err(|e| format!("{key}: {e}"))
+        };
+        let mut out = Vec::new();
+        for (force, f) in &self.forces {
+            let base = format!("retention.forces.{force}");
+            let payloads = period(format!("{base}.payloads"), &f.payloads)?;
+            let metadata = period(format!("{base}.metadata"), &f.metadata)?;
+            out.push(replay::RetentionPolicy {
+                force: force.clone(),
+                kind: None,
+                payloads,
+                metadata,
+            });
+            for (kind, k) in &f.kinds {
+                let base = format!("{base}.kinds.{kind}");
+                out.push(replay::RetentionPolicy {
+                    force: force.clone(),
+                    kind: Some(kind.clone()),
+                    payloads: period(format!("{base}.payloads"), &k.payloads)?.or(payloads),
+                    metadata: period(format!("{base}.metadata"), &k.metadata)?.or(metadata),
+                });
+            }
+        }
+        for p in &out {
+            if let (Some(pl), Some(md)) = (p.payloads, p.metadata)
+                && md < pl
+            {
+                let at = match &p.kind {
+                    Some(k) => format!("retention.forces.{}.kinds.{k}", p.force),
+                    None => format!("retention.forces.{}", p.force),
+                };
+                return Err(format!(
+                    "{at}.metadata: shorter than the payloads period (an exchange cannot outlive \
+                     its metadata)"
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Bulk replay jobs, worked by every gateway node through the journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    /// How often a node looks for running jobs when it has none, in ms. Default 1000.
+    pub poll_ms: u64,
+    /// Most exchanges replayed in one journal transaction. Default 500.
+    pub batch: usize,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            poll_ms: 1000,
+            batch: 500,
         }
     }
 }
@@ -658,6 +814,20 @@ impl Config {
         problems.extend(self.delivery.problems());
         if self.journal.max_batch == 0 {
             problems.push("journal.max_batch: must be at least 1".into());
+        }
+        if self.delivery.workers == 0 {
+            problems.push("delivery.workers: must be at least 1".into());
+        }
+        if let Err(e) = self.retention.policies() {
+            problems.push(e);
+        }
+        for force in self.retention.forces.keys() {
+            if !self.forces.contains_key(force) {
+                problems.push(format!("retention.forces.{force}: unknown force {force:?}"));
+            }
+        }
+        if self.replay.batch == 0 {
+            problems.push("replay.batch: must be at least 1".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             problems.push(format!(
@@ -814,6 +984,49 @@ mod tests {
         );
         assert!(
             !err.contains("delivery.targets.athenna.backoff_factor"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn retention_periods_parse_and_kinds_inherit_from_their_force() {
+        let mut c = Config::embedded();
+        c.retention.forces.insert(
+            "demo".into(),
+            ForceRetention {
+                payloads: Some("90d".into()),
+                metadata: Some("365d".into()),
+                kinds: [(
+                    "incident.submitted".to_owned(),
+                    KindRetention {
+                        payloads: Some("12h".into()),
+                        metadata: None,
+                    },
+                )]
+                .into(),
+            },
+        );
+        c.validate().unwrap();
+        let p = c.retention.policies().unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].kind, None);
+        assert_eq!(p[0].payloads.unwrap().as_secs(), 90 * 86_400);
+        assert_eq!(p[1].kind.as_deref(), Some("incident.submitted"));
+        assert_eq!(p[1].payloads.unwrap().as_secs(), 12 * 3_600);
+        assert_eq!(p[1].metadata.unwrap().as_secs(), 365 * 86_400);
+
+        c.retention.forces.get_mut("demo").unwrap().payloads = Some("90 days".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("retention.forces.demo.payloads"), "{err}");
+        assert!(parse_period("0d").is_err());
+        assert!(parse_period("5w").unwrap_err().contains("unknown unit"));
+        c.retention.forces.clear();
+        c.retention
+            .forces
+            .insert("nowhere".into(), ForceRetention::default());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("retention.forces.nowhere: unknown force"),
             "{err}"
         );
     }

@@ -12,6 +12,7 @@
 //! - [`detect`] — change detection: force systems' changes → NMPP events for iHub;
 //! - [`reload`] — re-reading the configuration and swapping force runtimes without a restart;
 //! - [`ledger`] — the audit ledger at run time: checkpoint signing, auditor export, audit sinks;
+//! - [`jobs`] — bulk replay jobs and retention, worked in the server through the journal;
 //! - [`server`] — assembling and running a gateway (used by `serve` and by tests);
 //! - [`cli`] — the operator commands of the `nmpp-gateway` binary.
 
@@ -25,6 +26,7 @@ pub mod config;
 pub mod delivery;
 pub mod detect;
 pub mod error;
+pub mod jobs;
 pub mod ledger;
 pub mod metrics;
 pub mod openapi;

@@ -32,10 +32,48 @@ enum Command {
         #[command(subcommand)]
         command: ExchangesCmd,
     },
-    /// Re-execute a parked exchange as a new child exchange linked to it.
+    /// Re-execute parked exchanges as new child exchanges linked to their parents: one by id, or
+    /// every one matching `--filter` as a bulk replay job that running gateways work
+    /// (`--dry-run` first). `replay jobs` lists jobs; `--cancel JOB` and `--resume JOB` stop and
+    /// continue one.
     Replay {
-        /// Exchange id.
-        id: String,
+        /// Exchange id, or `jobs` to list bulk replay jobs.
+        id: Option<String>,
+        /// KEY=VALUE, repeatable (keys: status, force, kind, target, from, to, error_class,
+        /// case_ref, submission_id, correlation_id, parent, replays).
+        #[arg(long = "filter", value_name = "KEY=VALUE")]
+        filters: Vec<String>,
+        /// Print the exact count and a sample; replay nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many replays per second, e.g. `500/s`.
+        #[arg(long, value_parser = gateway::cli::parse_rate, value_name = "N/s")]
+        rate: Option<u32>,
+        /// Replay only deliveries to this target system (e.g. `athena`).
+        #[arg(long)]
+        target: Option<String>,
+        /// Create the job and return at once instead of showing its progress.
+        #[arg(long)]
+        detach: bool,
+        /// Cancel a running bulk replay job.
+        #[arg(long, value_name = "JOB", conflicts_with_all = ["id", "filters", "resume"])]
+        cancel: Option<String>,
+        /// Resume a cancelled bulk replay job where it stopped.
+        #[arg(long, value_name = "JOB", conflicts_with_all = ["id", "filters"])]
+        resume: Option<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the configured retention periods.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCmd,
+    },
+    /// Legal holds: while one is in force, retention deletes nothing it covers.
+    Holds {
+        #[command(subcommand)]
+        command: HoldsCmd,
     },
     /// Audit trail commands.
     Audit {
@@ -60,16 +98,74 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum RetentionCmd {
+    /// Delete payloads and exchanges older than their periods (audited); `--dry-run` counts.
+    Apply {
+        /// Count what is older than each period; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum HoldsCmd {
+    /// Holds in force.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Place a hold on an exchange (and its replays) or on a case.
+    Place {
+        /// Exchange id.
+        #[arg(long)]
+        exchange: Option<String>,
+        /// FORCE/CASE_REF.
+        #[arg(long)]
+        case: Option<String>,
+        /// Reference to the legal matter (never personal data).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a hold.
+    Release {
+        /// Hold id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ExchangesCmd {
-    /// List exchanges, newest first (all matching unless --limit).
+    /// List (search) exchanges, newest first (all matching unless --limit).
+    #[command(visible_alias = "search")]
     List {
         /// Only `pending`, `delivered` or `parked`.
         #[arg(long)]
         status: Option<replay::Status>,
+        /// KEY=VALUE, repeatable (keys: status, force, kind, target, from, to, error_class,
+        /// case_ref, submission_id, correlation_id, parent, replays; times RFC 3339).
+        #[arg(long = "filter", value_name = "KEY=VALUE")]
+        filters: Vec<String>,
         /// At most this many.
         #[arg(long)]
         limit: Option<usize>,
         /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Park a pending exchange (no more attempts until unparked or replayed).
+    Park {
+        /// Exchange id.
+        id: String,
+    },
+    /// Put a parked exchange back to pending.
+    Unpark {
+        /// Exchange id.
+        id: String,
+    },
+    /// Journal statistics: counts by status, force and kind; oldest pending and parked.
+    Stats {
+        /// JSON output.
         #[arg(long)]
         json: bool,
     },
@@ -161,20 +257,101 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match command {
                 ExchangesCmd::List {
                     status,
+                    filters,
                     limit,
                     json,
                 } => {
-                    gateway::cli::list(j.as_ref(), status, limit, json, &mut out).await?;
+                    let filter = gateway::cli::filter_from_args(&filters, status)?;
+                    gateway::cli::search(j.as_ref(), &filter, limit, json, &mut out).await?;
+                }
+                ExchangesCmd::Park { id } => {
+                    gateway::cli::park(j.as_ref(), &id, true, &mut out).await?;
+                }
+                ExchangesCmd::Unpark { id } => {
+                    gateway::cli::park(j.as_ref(), &id, false, &mut out).await?;
+                }
+                ExchangesCmd::Stats { json } => {
+                    gateway::cli::stats(j.as_ref(), json, &mut out).await?;
                 }
                 ExchangesCmd::Show { id, json } => {
                     gateway::cli::show(j.as_ref(), &id, json, &mut out).await?;
                 }
             }
         }
-        Command::Replay { id } => {
+        Command::Replay {
+            id,
+            filters,
+            dry_run,
+            rate,
+            target,
+            detach,
+            cancel,
+            resume,
+            json,
+        } => {
             let cfg = load(cli.config.as_deref())?;
             let j = gateway::cli::open_journal(&cfg).await?;
-            gateway::cli::replay_one(j.as_ref(), &id, &mut out).await?;
+            let j = j.as_ref();
+            match (id.as_deref(), cancel, resume) {
+                (_, Some(job), _) => {
+                    gateway::cli::set_job_cancelled(j, &job, true, &mut out).await?;
+                }
+                (_, _, Some(job)) => {
+                    gateway::cli::set_job_cancelled(j, &job, false, &mut out).await?;
+                }
+                (Some("jobs"), None, None) => gateway::cli::list_jobs(j, json, &mut out).await?,
+                (Some(id), None, None) => {
+                    if !filters.is_empty() || dry_run || rate.is_some() || target.is_some() {
+                        anyhow::bail!(
+                            "give an exchange id or --filter, not both (--dry-run, --rate and \
+                             --target go with --filter)"
+                        );
+                    }
+                    gateway::cli::replay_one(j, id, &mut out).await?;
+                }
+                (None, None, None) => {
+                    let filter = gateway::cli::filter_from_args(&filters, None)?;
+                    let req = gateway::cli::BulkReplay {
+                        filter,
+                        dry_run,
+                        rate,
+                        target,
+                        detach,
+                        json,
+                    };
+                    gateway::cli::replay_bulk(&cfg, j, req, &mut out).await?;
+                }
+            }
+        }
+        Command::Retention {
+            command: RetentionCmd::Apply { dry_run },
+        } => {
+            let cfg = load(cli.config.as_deref())?;
+            let j = gateway::cli::open_journal(&cfg).await?;
+            gateway::cli::retention_apply(&cfg, j.as_ref(), dry_run, &mut out).await?;
+        }
+        Command::Holds { command } => {
+            let cfg = load(cli.config.as_deref())?;
+            let j = gateway::cli::open_journal(&cfg).await?;
+            let j = j.as_ref();
+            match command {
+                HoldsCmd::List { json } => gateway::cli::holds_list(j, json, &mut out).await?,
+                HoldsCmd::Place {
+                    exchange,
+                    case,
+                    reason,
+                } => {
+                    gateway::cli::holds_place(
+                        j,
+                        exchange.as_deref(),
+                        case.as_deref(),
+                        &reason,
+                        &mut out,
+                    )
+                    .await?;
+                }
+                HoldsCmd::Release { id } => gateway::cli::holds_release(j, &id, &mut out).await?,
+            }
         }
         Command::Audit {
             command: AuditCmd::Verify { dir: Some(dir) },

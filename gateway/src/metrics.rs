@@ -29,6 +29,8 @@ pub const EVENTS_DETECTED: &str = "gateway_events_detected_total";
 pub const DETECT_ERRORS: &str = "gateway_detect_errors_total";
 /// Configuration reloads by outcome (`applied`, `rejected`).
 pub const CONFIG_RELOADS: &str = "gateway_config_reloads_total";
+/// Children created by bulk replay jobs on this node.
+pub const REPLAYED_TOTAL: &str = "gateway_bulk_replayed_total";
 
 /// Audit sinks: the highest sequence number durably delivered, by sink.
 pub const AUDIT_SINK_DELIVERED_THROUGH: &str = "audit_sink_delivered_through";
@@ -88,5 +90,9 @@ fn describe() {
     metrics::describe_gauge!(
         BREAKER_STATE,
         "Circuit breaker per force and target: 0 closed, 1 half-open, 2 open"
+    );
+    metrics::describe_counter!(
+        REPLAYED_TOTAL,
+        "Replays created by bulk replay jobs on this node"
     );
 }

@@ -27,6 +27,7 @@ pub struct Gateway {
     /// Shared state (router input).
     pub state: AppState,
     dispatcher: Arc<Dispatcher>,
+    replay_runner: Arc<crate::jobs::ReplayRunner>,
     /// The in-process Athena simulator, when configured.
     pub athena_sim: Option<AthenaSim>,
     /// Applies configuration reloads (SIGHUP, `POST /v1/config/reload`).
@@ -95,6 +96,12 @@ impl Gateway {
         }
         let work_ready = Arc::new(Notify::new());
         let node = format!("{}-{}", hostname(), std::process::id());
+        let replay_runner = Arc::new(crate::jobs::ReplayRunner::new(
+            journal.clone(),
+            work_ready.clone(),
+            config.replay.clone(),
+            node.clone(),
+        ));
         let dispatcher = Arc::new(Dispatcher::new(
             journal.clone(),
             pipeline.clone(),
@@ -131,6 +138,7 @@ impl Gateway {
         Ok(Self {
             state,
             dispatcher,
+            replay_runner,
             athena_sim,
             reloader,
             sinks,
@@ -156,6 +164,7 @@ pub async fn run(
     let Gateway {
         state,
         dispatcher,
+        replay_runner,
         athena_sim,
         reloader,
         sinks,
@@ -164,6 +173,16 @@ pub async fn run(
     reloader.start(shutdown.clone()).await;
     let checkpointer = tokio::spawn(state.ledger.clone().run_checkpointer(shutdown.clone()));
     let sink_tasks = crate::ledger::run_sinks(sinks, &state.journal, &shutdown);
+    let jobs = tokio::spawn(crate::jobs::supervise(
+        "replay jobs",
+        shutdown.clone(),
+        move |sd| replay_runner.clone().run(sd),
+    ));
+    let retention = tokio::spawn(crate::jobs::retention_loop(
+        state.journal.clone(),
+        state.config.retention.clone(),
+        shutdown.clone(),
+    ));
     let router = crate::app(state).layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
         use axum::response::IntoResponse;
         crate::error::ApiError::internal(&"handler panicked").into_response()
@@ -182,6 +201,8 @@ pub async fn run(
     for t in sink_tasks {
         let _ = t.await;
     }
+    let _ = jobs.await;
+    let _ = retention.await;
     if let Some(sim) = athena_sim {
         sim.shutdown().await;
     }

@@ -537,6 +537,11 @@ pub struct ReplayOptions {
     /// ([`WorkItem::mapping_version`]); default: the current mapping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping_version: Option<String>,
+    /// Bulk replay jobs only: at most this many children created per second, whichever node
+    /// works the job (`None`: as fast as the journal allows). Kept with the job so a resumed job
+    /// keeps its pace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_sec: Option<u32>,
 }
 
 /// A bulk replay to create: every exchange matching `filter` journalled up to now, in a stable
@@ -628,7 +633,11 @@ pub struct ReplayStep {
 
 /// What a legal hold covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "type")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "type"
+)]
 pub enum HoldTarget {
     /// One exchange and every replay of it (its family).
     Exchange {

@@ -14,6 +14,7 @@
 //! tests are independent and safe to run in parallel under nextest.
 
 pub mod detect;
+pub mod seed;
 
 use adapters::{RecordSystemConfig, athena::AthenaConfig};
 use fixtures::athena::{AthenaSim, AthenaSimOptions};

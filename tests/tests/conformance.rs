@@ -552,6 +552,7 @@ async fn replay_links_children_and_refuses_what_it_must(b: Backend) {
             ReplayOptions {
                 target: Some("athena-dr".into()),
                 mapping_version: Some("athena@2".into()),
+                ..Default::default()
             },
             event("exchange.replay"),
         )
@@ -802,6 +803,7 @@ async fn bulk_replay_jobs_resume_and_never_duplicate(b: Backend) {
                 options: ReplayOptions {
                     target: None,
                     mapping_version: Some("athena@2".into()),
+                    ..Default::default()
                 },
                 created_by: "tester".into(),
             },

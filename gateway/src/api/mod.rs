@@ -5,6 +5,7 @@ pub mod config;
 pub mod docs;
 pub mod health;
 pub mod incidents;
+pub mod jobs;
 pub mod ops;
 
 use crate::error::ApiError;

@@ -12,12 +12,12 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use replay::{ChainReport, ExchangeDetail, ExchangeFilter, ExchangeSummary, Status};
+use replay::{ChainReport, ExchangeDetail, ExchangeFilter, ExchangeSummary, JournalStats};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-fn require_any(p: &Principal, roles: &[Role]) -> Result<(), ApiError> {
+pub(crate) fn require_any(p: &Principal, roles: &[Role]) -> Result<(), ApiError> {
     if roles.iter().any(|r| p.has(*r)) {
         Ok(())
     } else {
@@ -29,7 +29,7 @@ fn require_any(p: &Principal, roles: &[Role]) -> Result<(), ApiError> {
     }
 }
 
-fn jsonapi(status: StatusCode, body: &impl Serialize) -> Result<Response, ApiError> {
+pub(crate) fn jsonapi(status: StatusCode, body: &impl Serialize) -> Result<Response, ApiError> {
     let bytes = serde_json::to_vec(body).map_err(|e| ApiError::internal(&e))?;
     let mut res = (status, bytes).into_response();
     res.headers_mut()
@@ -37,9 +37,11 @@ fn jsonapi(status: StatusCode, body: &impl Serialize) -> Result<Response, ApiErr
     Ok(res)
 }
 
-/// Query parameters of `GET /v1/exchanges`.
+/// Query parameters of `GET /v1/exchanges`. Every filter key that is given must match; an
+/// unknown key, a repeated key or a bad value is a 400 naming the parameter.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query; the handler reads the pairs itself to name bad keys
 pub(crate) struct ListParams {
     /// `pending`, `delivered` or `parked`.
     status: Option<String>,
@@ -47,10 +49,86 @@ pub(crate) struct ListParams {
     force: Option<String>,
     /// Exchange kind, e.g. `incident.submitted`.
     kind: Option<String>,
+    /// Target system, e.g. `athena`.
+    target: Option<String>,
+    /// Journalled at or after this RFC 3339 date-time.
+    from: Option<String>,
+    /// Journalled before this RFC 3339 date-time.
+    to: Option<String>,
+    /// Class of the last failure (`upstream_5xx`, `rejected`, `mapping`, …).
+    error_class: Option<String>,
+    /// Case reference.
+    case_ref: Option<String>,
+    /// Submission id (idempotency key); a parent and its replays share it.
+    submission_id: Option<String>,
+    /// Correlation id.
+    correlation_id: Option<String>,
+    /// Only replays of this exchange (a UUID).
+    parent: Option<String>,
+    /// `true`: only replays; `false`: only originals.
+    replays: Option<String>,
     /// Page size, 1–1000 (default 50).
     limit: Option<usize>,
     /// Continue after this cursor (from `links.next`).
     cursor: Option<i64>,
+}
+
+fn bad_query(param: &str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "request.query",
+        "Invalid query",
+        detail,
+    )
+    .parameter(param)
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass through).
+fn encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Limits `filter` to the forces `p` may see: a client limited to one force gets it by default;
+/// a client limited to several must name one. Returns the force searched, if any.
+pub(crate) fn scope_force(p: &Principal, filter: &mut ExchangeFilter) -> Result<(), ApiError> {
+    match (&filter.force, &p.forces) {
+        (Some(f), _) if !p.may_act_for(f) => Err(ApiError::forbidden(format!(
+            "these credentials may not see force {f}"
+        ))),
+        (Some(_), _) | (None, None) => Ok(()),
+        (None, Some(allowed)) if allowed.len() == 1 => {
+            filter.force = Some(allowed[0].clone());
+            Ok(())
+        }
+        (None, Some(_)) => Err(bad_query(
+            "force",
+            "force: required for credentials limited to several forces",
+        )),
+    }
+}
+
+/// Builds a filter from `KEY=VALUE` pairs; errors name the key and the rule it broke.
+pub(crate) fn filter_from_pairs<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<ExchangeFilter, ApiError> {
+    let mut filter = ExchangeFilter::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for (k, v) in pairs {
+        let norm = k.replace('-', "_");
+        if !seen.insert(norm) {
+            return Err(bad_query(k, format!("{k}: given more than once")));
+        }
+        filter.set(k, v).map_err(|e| bad_query(k, e))?;
+    }
+    Ok(filter)
 }
 
 /// A page of exchanges.
@@ -72,9 +150,9 @@ pub(crate) struct PageLinks {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ExchangeResource<T> {
     #[serde(rename = "type")]
-    kind: &'static str,
-    id: String,
-    attributes: T,
+    pub(crate) kind: &'static str,
+    pub(crate) id: String,
+    pub(crate) attributes: T,
 }
 
 /// One exchange.
@@ -93,10 +171,10 @@ pub(crate) struct ExchangeDocument {
 pub(crate) async fn list_exchanges(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    params: Result<Query<ListParams>, QueryRejection>,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     require_any(&p, &[Role::Operator, Role::Auditor])?;
-    let Query(q) = params.map_err(|e| {
+    let Query(pairs) = params.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "request.query",
@@ -104,61 +182,40 @@ pub(crate) async fn list_exchanges(
             e.body_text(),
         )
     })?;
-    let status = q
-        .status
-        .as_deref()
-        .map(str::parse::<Status>)
-        .transpose()
-        .map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "request.query", "Invalid query", e)
-                .parameter("status")
-        })?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "request.query",
-            "Invalid query",
-            "limit: must be between 1 and 1000",
-        )
-        .parameter("limit"));
+    let mut limit = 50usize;
+    let mut cursor = None;
+    let mut keys = Vec::new();
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=1000).contains(l))
+                    .ok_or_else(|| bad_query("limit", "limit: must be between 1 and 1000"))?;
+            }
+            "cursor" => {
+                cursor =
+                    Some(v.parse::<i64>().map_err(|_| {
+                        bad_query("cursor", "cursor: not a cursor from links.next")
+                    })?);
+            }
+            _ => keys.push((k.as_str(), v.as_str())),
+        }
     }
-    let force = match (&q.force, &p.forces) {
-        (Some(f), _) if !p.may_act_for(f) => {
-            return Err(ApiError::forbidden(format!(
-                "these credentials may not see force {f}"
-            )));
-        }
-        (Some(f), _) => Some(f.clone()),
-        (None, None) => None,
-        (None, Some(allowed)) if allowed.len() == 1 => Some(allowed[0].clone()),
-        (None, Some(_)) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "request.query",
-                "Invalid query",
-                "force: required for credentials limited to several forces",
-            )
-            .parameter("force"));
-        }
-    };
-    let filter = ExchangeFilter {
-        status,
-        force: force.clone(),
-        kind: q.kind.clone(),
-        ..Default::default()
-    };
-    let page = st.journal.list(&filter, q.cursor, limit).await?;
+    let mut filter = filter_from_pairs(keys.iter().copied())?;
+    scope_force(&p, &mut filter)?;
+    let force = filter.force.clone();
+    let page = st.journal.list(&filter, cursor, limit).await?;
     let next = page.next.map(|c| {
         let mut s = format!("/v1/exchanges?limit={limit}&cursor={c}");
-        if let Some(v) = &q.status {
-            s.push_str(&format!("&status={v}"));
+        for (k, v) in &keys {
+            if *k != "force" {
+                s.push_str(&format!("&{}={}", encode(k), encode(v)));
+            }
         }
-        if let Some(v) = &force {
-            s.push_str(&format!("&force={v}"));
-        }
-        if let Some(v) = &q.kind {
-            s.push_str(&format!("&kind={v}"));
+        if let Some(f) = &force {
+            s.push_str(&format!("&force={}", encode(f)));
         }
         s
     });
@@ -181,14 +238,13 @@ pub(crate) async fn list_exchanges(
             action: "exchange.search",
             object_type: Some("exchange"),
             force,
-            detail: Some(serde_json::json!({
-                "filter": { "status": q.status, "kind": q.kind }, "results": count })),
+            detail: Some(serde_json::json!({ "filter": filter, "results": count })),
             ..Default::default()
         },
     ))
 }
 
-fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -200,7 +256,11 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-async fn visible(st: &AppState, p: &Principal, id: Uuid) -> Result<ExchangeDetail, ApiError> {
+pub(crate) async fn visible(
+    st: &AppState,
+    p: &Principal,
+    id: Uuid,
+) -> Result<ExchangeDetail, ApiError> {
     match st.journal.get(id).await? {
         // Another force's exchange is reported as absent, not as forbidden.
         Some(d) if p.may_act_for(&d.summary.force) => Ok(d),
@@ -296,6 +356,151 @@ pub(crate) async fn replay_exchange(
     }
     res.extensions_mut().insert(Audited);
     Ok(res)
+}
+
+async fn park_or_unpark(
+    st: AppState,
+    p: Principal,
+    ctx: RequestCtx,
+    id: String,
+    park: bool,
+) -> Result<Response, ApiError> {
+    require_any(&p, &[Role::Operator])?;
+    let id = parse_id(&id)?;
+    let d = visible(&st, &p, id).await?;
+    let action = if park {
+        "exchange.park"
+    } else {
+        "exchange.unpark"
+    };
+    let mut ev = ctx.audit(Some(&p), action, "success");
+    ev.force = Some(d.summary.force.clone());
+    ev.object_type = Some("exchange".into());
+    ev.object_id = Some(id.to_string());
+    let now = crate::app::now_millis();
+    if park {
+        st.journal.park(id, now, ev).await?;
+    } else {
+        st.journal.unpark(id, now, ev).await?;
+        st.work_ready.notify_one();
+    }
+    let d = visible(&st, &p, id).await?;
+    let mut res = jsonapi(
+        StatusCode::OK,
+        &ExchangeDocument {
+            data: ExchangeResource {
+                kind: "exchange",
+                id: id.to_string(),
+                attributes: d,
+            },
+        },
+    )?;
+    res.extensions_mut().insert(Audited);
+    Ok(res)
+}
+
+/// Parks a pending exchange: no more delivery attempts until an operator unparks or replays it.
+/// Refused (409) while a delivery is in flight or when it is not pending.
+#[utoipa::path(post, path = "/v1/exchanges/{id}/park", tag = "Operations",
+    params(("id" = String, Path, description = "Id of a pending exchange")),
+    responses(
+        (status = 200, description = "Parked; the exchange as it is now", body = ExchangeDocument,
+            content_type = "application/vnd.api+json"),
+        (status = 403, body = crate::error::ErrorDocument),
+        (status = 404, body = crate::error::ErrorDocument),
+        (status = 409, description = "Not pending, or a delivery is in flight", body = crate::error::ErrorDocument)),
+    security(("apiKey" = []), ("basic" = [])))]
+pub(crate) async fn park_exchange(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    park_or_unpark(st, p, ctx, id, true).await
+}
+
+/// Puts a parked exchange back to pending, due now (the same exchange is delivered again, with
+/// its attempts so far kept). Refused (409) when it is not parked or has a live replay.
+#[utoipa::path(post, path = "/v1/exchanges/{id}/unpark", tag = "Operations",
+    params(("id" = String, Path, description = "Id of a parked exchange")),
+    responses(
+        (status = 200, description = "Pending again; the exchange as it is now", body = ExchangeDocument,
+            content_type = "application/vnd.api+json"),
+        (status = 403, body = crate::error::ErrorDocument),
+        (status = 404, body = crate::error::ErrorDocument),
+        (status = 409, description = "Not parked, or it has a live replay", body = crate::error::ErrorDocument)),
+    security(("apiKey" = []), ("basic" = [])))]
+pub(crate) async fn unpark_exchange(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    park_or_unpark(st, p, ctx, id, false).await
+}
+
+/// Journal statistics.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StatsDocument {
+    data: ExchangeResource<StatsAttributes>,
+}
+
+/// Counts by status, force and kind; oldest pending and parked; running replay jobs; holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StatsAttributes {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    stats: JournalStats,
+}
+
+/// Journal statistics: exchanges by status (and by force, kind and status), the oldest pending
+/// and parked exchange, running replay jobs, legal holds and audit records. Credentials limited
+/// to some forces see only those forces' counts.
+#[utoipa::path(get, path = "/v1/journal/stats", tag = "Operations",
+    responses(
+        (status = 200, body = StatsDocument, content_type = "application/vnd.api+json"),
+        (status = 403, body = crate::error::ErrorDocument)),
+    security(("apiKey" = []), ("basic" = [])))]
+pub(crate) async fn journal_stats(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    require_any(&p, &[Role::Operator, Role::Auditor])?;
+    let mut stats = st.journal.stats().await?;
+    if p.forces.is_some() {
+        stats.groups.retain(|g| p.may_act_for(&g.force));
+        let sum = |s: replay::Status| {
+            stats
+                .groups
+                .iter()
+                .filter(|g| g.status == s)
+                .map(|g| g.count)
+                .sum::<u64>()
+        };
+        stats.pending = sum(replay::Status::Pending);
+        stats.delivered = sum(replay::Status::Delivered);
+        stats.parked = sum(replay::Status::Parked);
+        // Journal-wide times would tell of other forces' exchanges.
+        stats.oldest_pending = None;
+        stats.oldest_parked = None;
+    }
+    Ok(with_note(
+        jsonapi(
+            StatusCode::OK,
+            &StatsDocument {
+                data: ExchangeResource {
+                    kind: "journal-stats",
+                    id: "journal".into(),
+                    attributes: StatsAttributes { stats },
+                },
+            },
+        )?,
+        AuditNote {
+            action: "journal.stats",
+            object_type: Some("journal"),
+            ..Default::default()
+        },
+    ))
 }
 
 /// Checks the audit hash chain from the first record to the last.

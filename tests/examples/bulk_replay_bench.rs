@@ -1,0 +1,100 @@
+//! Bulk replay rate against the Athena simulator (issue 3 benchmark; BENCHMARKS.md).
+//!
+//! Seeds N parked submissions straight into a fresh SQLite journal, starts a gateway in this
+//! process delivering to the in-process Athena simulator over loopback HTTP, creates one bulk
+//! replay job over `status=parked` with no rate limit, and measures:
+//! - how fast the job creates the child exchanges (journal transactions of `replay.batch`);
+//! - how fast the children are delivered end to end (mapping, HTTP, simulator, attempt journal);
+//! - duplicates seen by the simulator (must be 0) and records created (must be N).
+//!
+//! Run: `ops/bench/bulk-replay.sh [N] [WORKERS]`.
+
+use nmpp_tests::{FORCE, test_config};
+use std::time::{Duration, Instant};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().map_or(Ok(100_000), |a| a.parse())?;
+    let workers: usize = args.next().map_or(Ok(64), |a| a.parse())?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("journal.db");
+    let url = format!("sqlite://{}", path.display());
+
+    let t = Instant::now();
+    {
+        let j = replay::open(&url, replay::OpenOptions::default()).await?;
+        nmpp_tests::seed::parked_submissions(j, FORCE, "athena", n, 64).await;
+    }
+    let seed_s = t.elapsed().as_secs_f64();
+
+    let sim =
+        fixtures::athena::AthenaSim::start(fixtures::athena::AthenaSimOptions::default()).await?;
+    let mut cfg = test_config(&path, &sim.base_url());
+    cfg.delivery.workers = workers;
+    cfg.replay.poll_ms = 20;
+    cfg.replay.batch = 1000;
+    let gw = gateway::Gateway::build(cfg, None).await?;
+    let journal = gw.state.journal.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(gateway::run(listener, gw, shutdown.clone()));
+
+    let mut filter = replay::ExchangeFilter::default();
+    filter.set("status", "parked").map_err(anyhow::Error::msg)?;
+    let t = Instant::now();
+    let job = journal
+        .create_replay_job(
+            replay::NewReplayJob {
+                filter,
+                options: replay::ReplayOptions::default(),
+                created_by: "bench".into(),
+            },
+            replay::AuditEvent {
+                time: gateway::app::now_millis(),
+                actor: "bench".into(),
+                role: "operator".into(),
+                force: None,
+                action: "exchange.replay_job.create".into(),
+                object_type: Some("replay_job".into()),
+                object_id: None,
+                result: "success".into(),
+                source_ip: None,
+                user_agent: None,
+                correlation_id: None,
+                event_uid: uuid::Uuid::now_v7(),
+                detail: None,
+            },
+        )
+        .await?;
+    assert_eq!(job.planned, n as u64, "the dry-run count");
+    let mut replayed_at = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if replayed_at.is_none() {
+            let j = journal.replay_job(job.id).await?.expect("the job");
+            if j.state == replay::ReplayJobState::Completed {
+                replayed_at = Some(t.elapsed().as_secs_f64());
+            }
+        }
+        let s = journal.stats().await?;
+        if s.delivered >= n as u64 && replayed_at.is_some() {
+            break;
+        }
+    }
+    let delivered_s = t.elapsed().as_secs_f64();
+    let replayed_s = replayed_at.unwrap_or(delivered_s);
+    let st = sim.stats();
+    shutdown.cancel();
+    let _ = server.await;
+    println!(
+        "n={n} workers={workers} seed={seed_s:.1}s ({:.0}/s) children_created={replayed_s:.1}s ({:.0}/s) \
+         delivered={delivered_s:.1}s ({:.0}/s) sim_created={} sim_duplicates={}",
+        n as f64 / seed_s,
+        n as f64 / replayed_s,
+        n as f64 / delivered_s,
+        st.created,
+        st.duplicates
+    );
+    Ok(())
+}
