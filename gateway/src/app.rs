@@ -54,6 +54,8 @@ pub struct Inner {
     pub work_ready: Arc<Notify>,
     /// Prometheus exposition.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Applies configuration reloads.
+    pub reloader: Arc<crate::reload::Reloader>,
     /// The audit ledger: checkpoints, export, sink status.
     pub ledger: Arc<crate::ledger::AuditLedger>,
 }
@@ -148,6 +150,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/legal-holds/{id}", delete(api::jobs::release_hold))
         .route("/v1/audit/verify", get(api::ops::verify_audit))
+        .route("/v1/config/reload", post(api::config::reload_config))
         .route("/v1/audit/export", get(api::audit::export))
         .route("/v1/audit/checkpoints", get(api::audit::checkpoints))
         .route("/v1/logs/audit", get(api::audit::audit_log))

@@ -424,6 +424,17 @@ pub struct ForceConfig {
     /// The force's records system. An Athena `base_url` of `sim://athena` means the in-process
     /// simulator.
     pub records: RecordSystemConfig,
+    /// The national platform this force's case events go to (`{ type = "ihub", … }`).
+    /// Required when change detection is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub national: Option<adapters::NationalPlatformConfig>,
+    /// The force's command-and-control system (`{ type = "storm", … }`); when set, change
+    /// detection also turns its incident changes into `incident.*` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_control: Option<adapters::CommandControlConfig>,
+    /// Change detection (`[forces.X.change_detection]`); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_detection: Option<crate::detect::ChangeDetectionConfig>,
 }
 
 /// Simulators run inside the gateway process.
@@ -720,6 +731,9 @@ impl Config {
                     serde_json::json!({"type": "athena", "base_url": SIM_ATHENA}),
                 )
                 .expect("the embedded Athena config is valid"),
+                national: None,
+                command_control: None,
+                change_detection: None,
             },
         );
         c
@@ -766,6 +780,17 @@ impl Config {
                     "forces.{key}.ihub_force_id: {} is also used by forces.{other}",
                     f.ihub_force_id
                 ));
+            }
+        }
+        for (key, f) in &self.forces {
+            if let Some(cd) = f.change_detection.as_ref().filter(|c| c.enabled) {
+                problems.extend(cd.problems(&format!("forces.{key}.change_detection")));
+                if f.national.is_none() {
+                    problems.push(format!(
+                        "forces.{key}.change_detection: requires forces.{key}.national (where \
+                         the events go)"
+                    ));
+                }
             }
         }
         for (id, c) in &self.auth.clients {

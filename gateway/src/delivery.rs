@@ -31,23 +31,75 @@ use tokio_util::sync::CancellationToken;
 pub struct ForceRuntime {
     /// The records system.
     pub records: Arc<dyn RecordSystem>,
+    /// The national platform case events go to, when configured.
+    pub national: Option<Arc<dyn adapters::NationalPlatform>>,
+    /// The command-and-control system, when configured.
+    pub command_control: Option<Arc<dyn adapters::CommandControl>>,
 }
 
-/// The adapters of every force and the mappings they share.
+impl ForceRuntime {
+    /// Runtime with a records system only.
+    pub fn records_only(records: Arc<dyn RecordSystem>) -> Self {
+        Self {
+            records,
+            national: None,
+            command_control: None,
+        }
+    }
+}
+
+type ForceMap = BTreeMap<String, Arc<ForceRuntime>>;
+
+/// The adapters of every force and the mappings they share. The set of force runtimes can be
+/// swapped whole while running (configuration reload); a delivery uses the runtimes current
+/// when it started.
 pub struct Pipeline {
-    forces: BTreeMap<String, ForceRuntime>,
+    forces: std::sync::RwLock<Arc<ForceMap>>,
     mappings: Arc<mappings::Mappings>,
     breakers: Breakers,
+}
+
+/// Whether an exchange kind is an NMPP domain event for the national platform (not, say, an
+/// `incident.submitted` from iHub).
+pub fn is_event_kind(kind: &str) -> bool {
+    crate::detect::events::EVENT_TYPES.contains(&kind)
 }
 
 impl Pipeline {
     /// A pipeline over these forces.
     pub fn new(forces: BTreeMap<String, ForceRuntime>, mappings: Arc<mappings::Mappings>) -> Self {
+        let forces = forces.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         Self {
-            forces,
+            forces: std::sync::RwLock::new(Arc::new(forces)),
             mappings,
             breakers: Breakers::default(),
         }
+    }
+
+    fn current(&self) -> Arc<ForceMap> {
+        self.forces
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces every force runtime at once (configuration reload).
+    pub fn swap(&self, forces: BTreeMap<String, ForceRuntime>) {
+        let forces: ForceMap = forces.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        *self
+            .forces
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(forces);
+    }
+
+    /// One force's runtime.
+    pub fn force(&self, force: &str) -> Option<Arc<ForceRuntime>> {
+        self.current().get(force).cloned()
+    }
+
+    /// The mappings the pipeline uses.
+    pub fn mappings(&self) -> &Arc<mappings::Mappings> {
+        &self.mappings
     }
 
     /// The circuit breaker of every target.
@@ -57,12 +109,68 @@ impl Pipeline {
 
     /// The target system name of a force's submissions.
     pub fn target_of(&self, force: &str) -> Option<&'static str> {
-        self.forces.get(force).map(|f| f.records.name())
+        self.current().get(force).map(|f| f.records.name())
     }
 
-    /// Every force and its adapters.
-    pub fn forces(&self) -> impl Iterator<Item = (&str, &ForceRuntime)> {
-        self.forces.iter().map(|(k, v)| (k.as_str(), v))
+    /// Every force and its adapters (as they are now).
+    pub fn forces(&self) -> std::vec::IntoIter<(String, Arc<ForceRuntime>)> {
+        self.current()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// Maps and delivers one NMPP event to the force's national platform.
+    async fn deliver_event(
+        &self,
+        rt: &ForceRuntime,
+        item: &WorkItem,
+        timeout: Duration,
+    ) -> (Prepared, Result<adapters::DeliveryReceipt, AdapterError>) {
+        let mut prepared = Prepared {
+            canonical: Some(item.payload.clone()),
+            ..Prepared::default()
+        };
+        let Some(national) = &rt.national else {
+            let e = AdapterError::new(
+                ErrorClass::Internal,
+                format!("force {} has no national platform configured", item.force),
+            );
+            return (prepared, Err(e));
+        };
+        let event: serde_json::Value = match serde_json::from_slice(&item.payload) {
+            Ok(v) => v,
+            Err(e) => {
+                let e = AdapterError::new(
+                    ErrorClass::Internal,
+                    format!("stored event unreadable: {e}"),
+                );
+                return (prepared, Err(e));
+            }
+        };
+        let payload = match national.prepare_event(&event) {
+            Ok(p) => p,
+            Err(e) => return (prepared, Err(e)),
+        };
+        prepared.target_payload = Some(payload.body.clone().into_bytes());
+        prepared.mapping_version = Some(payload.mapping.clone());
+        let ctx = DeliveryContext {
+            idempotency_key: item.idempotency_key.clone(),
+            correlation_id: item.correlation_id.clone(),
+        };
+        let r = match tokio::time::timeout(timeout, national.push_event(&payload, &ctx)).await {
+            Ok(r) => r,
+            // Abandoned: the outcome is unknown; the retry carries the same event id.
+            Err(_) => Err(AdapterError::new(
+                ErrorClass::Timeout,
+                format!(
+                    "no answer within the attempt timeout of {} ms",
+                    timeout.as_millis()
+                ),
+            )),
+        };
+        (prepared, r)
     }
 
     /// Maps and delivers one exchange, giving the target at most `timeout` to answer; returns
@@ -73,13 +181,16 @@ impl Pipeline {
         timeout: Duration,
     ) -> (Prepared, Result<adapters::DeliveryReceipt, AdapterError>) {
         let mut prepared = Prepared::default();
-        let Some(rt) = self.forces.get(&item.force) else {
+        let Some(rt) = self.force(&item.force) else {
             let e = AdapterError::new(
                 ErrorClass::Internal,
                 format!("force {} is not configured on this gateway", item.force),
             );
             return (prepared, Err(e));
         };
+        if is_event_kind(&item.kind) {
+            return self.deliver_event(&rt, item, timeout).await;
+        }
         let sdm: serde_json::Value = match serde_json::from_slice(&item.payload) {
             Ok(v) => v,
             Err(e) => {
@@ -194,11 +305,17 @@ impl Dispatcher {
         // Every target shows a (closed) breaker in health and metrics from the start.
         let mut systems = Vec::new();
         for (force, rt) in self.pipeline.forces() {
-            let system = rt.records.name();
-            systems.push(system);
-            self.pipeline
-                .breakers()
-                .register(TargetKey::new(force, system), self.breaker_settings(system));
+            let mut targets = vec![rt.records.name()];
+            if let Some(n) = &rt.national {
+                targets.push(n.name());
+            }
+            for system in targets {
+                systems.push(system);
+                self.pipeline.breakers().register(
+                    TargetKey::new(&force, system),
+                    self.breaker_settings(system),
+                );
+            }
         }
         let ordered_targets = self.policy.ordered_targets(systems);
         let slots = Arc::new(Semaphore::new(self.policy.workers));
@@ -409,6 +526,14 @@ mod tests {
             .map(|n| retry_delay(&policy, n).as_millis())
             .collect();
         assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[test]
+    fn only_detected_events_go_to_the_national_platform() {
+        assert!(is_event_kind("case.statusChanged"));
+        assert!(is_event_kind("incident.logEntry"));
+        assert!(!is_event_kind(crate::api::incidents::KIND));
+        assert!(!is_event_kind("case.unknown"));
     }
 
     #[test]

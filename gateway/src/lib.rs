@@ -9,6 +9,8 @@
 //! - [`delivery`] — the pipeline that maps and delivers journalled exchanges, with retries and
 //!   parking; [`breaker`] — the circuit breaker of each target;
 //! - [`auth`], [`error`], [`metrics`], [`openapi`], [`audit`] — cross-cutting pieces;
+//! - [`detect`] — change detection: force systems' changes → NMPP events for iHub;
+//! - [`reload`] — re-reading the configuration and swapping force runtimes without a restart;
 //! - [`ledger`] — the audit ledger at run time: checkpoint signing, auditor export, audit sinks;
 //! - [`jobs`] — bulk replay jobs and retention, worked in the server through the journal;
 //! - [`server`] — assembling and running a gateway (used by `serve` and by tests);
@@ -22,11 +24,13 @@ pub mod breaker;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod detect;
 pub mod error;
 pub mod jobs;
 pub mod ledger;
 pub mod metrics;
 pub mod openapi;
+pub mod reload;
 pub mod server;
 
 pub use app::{AppState, app};

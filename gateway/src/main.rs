@@ -475,6 +475,11 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let listen = cfg.http.listen;
     let journal_url = replay::redact_url(&cfg.journal.url);
     let gw = Gateway::build(cfg, demo.as_ref()).await?;
+    if let Some(path) = &config {
+        gw.reloader
+            .set_source(gateway::reload::file_source(path.clone()));
+    }
+    spawn_sighup_reload(gw.reloader.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -490,6 +495,25 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     });
     gateway::run(listener, gw, shutdown).await?;
     Ok(())
+}
+
+/// SIGHUP re-reads the configuration file and applies it (as `POST /v1/config/reload`).
+fn spawn_sighup_reload(reloader: std::sync::Arc<gateway::reload::Reloader>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /v1/config/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            // The outcome is logged, counted and audited by the reloader.
+            let _ = reloader.reload_on_signal().await;
+        }
+    });
+    #[cfg(not(unix))]
+    drop(reloader);
 }
 
 async fn shutdown_signal() {

@@ -23,6 +23,12 @@ pub const BREAKER_STATE: &str = "gateway_breaker_state";
 pub const DEFERRED_TOTAL: &str = "gateway_delivery_deferred_total";
 /// Journal write failures by operation.
 pub const JOURNAL_ERRORS: &str = "gateway_journal_errors_total";
+/// NMPP events journalled by change detection, by force and event type.
+pub const EVENTS_DETECTED: &str = "gateway_events_detected_total";
+/// Change-detection polls that failed, by force.
+pub const DETECT_ERRORS: &str = "gateway_detect_errors_total";
+/// Configuration reloads by outcome (`applied`, `rejected`).
+pub const CONFIG_RELOADS: &str = "gateway_config_reloads_total";
 /// Children created by bulk replay jobs on this node.
 pub const REPLAYED_TOTAL: &str = "gateway_bulk_replayed_total";
 

@@ -35,6 +35,7 @@ use utoipa::{
         crate::api::jobs::list_holds,
         crate::api::jobs::release_hold,
         crate::api::ops::verify_audit,
+        crate::api::config::reload_config,
         crate::api::audit::export,
         crate::api::audit::checkpoints,
         crate::api::audit::audit_log,

@@ -3,13 +3,13 @@
 use crate::{
     app::{AppState, Inner},
     auth::Credentials,
-    config::{Config, Role, SIM_ATHENA},
-    delivery::{Dispatcher, ForceRuntime, Pipeline},
+    config::{Config, Role},
+    delivery::{Dispatcher, Pipeline},
+    reload::Reloader,
 };
-use adapters::RecordSystemConfig;
 use anyhow::Context;
 use fixtures::athena::{AthenaSim, AthenaSimOptions};
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,8 @@ pub struct Gateway {
     replay_runner: Arc<crate::jobs::ReplayRunner>,
     /// The in-process Athena simulator, when configured.
     pub athena_sim: Option<AthenaSim>,
+    /// Applies configuration reloads (SIGHUP, `POST /v1/config/reload`).
+    pub reloader: Arc<Reloader>,
     /// Audit sink drivers, started by [`run`].
     sinks: Vec<crate::ledger::SinkTask>,
 }
@@ -49,19 +51,11 @@ impl Gateway {
             ),
             None => None,
         };
-        for (key, force) in &mut config.forces {
-            if let RecordSystemConfig::Athena(a) = &mut force.records
-                && a.base_url == SIM_ATHENA
-            {
-                let sim = athena_sim.as_ref().with_context(|| {
-                    format!(
-                        "forces.{key}.records.base_url is {SIM_ATHENA} but simulators.athena is \
-                         not set"
-                    )
-                })?;
-                a.base_url = sim.base_url();
-            }
-        }
+        crate::reload::resolve_sims(
+            &mut config,
+            athena_sim.as_ref().map(AthenaSim::base_url).as_deref(),
+        )
+        .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
 
         let journal = replay::open(
             &config.journal.url,
@@ -82,16 +76,14 @@ impl Gateway {
         let mappings = Arc::new(
             mappings::Mappings::builtin().map_err(|e| anyhow::anyhow!("loading mappings: {e}"))?,
         );
-        let mut forces = BTreeMap::new();
-        let mut force_by_ihub_id = std::collections::HashMap::new();
-        for (key, f) in &config.forces {
-            let records = f
-                .records
-                .build(mappings.clone())
-                .map_err(|e| anyhow::anyhow!("forces.{key}.records: {e}"))?;
-            forces.insert(key.clone(), ForceRuntime { records });
-            force_by_ihub_id.insert(f.ihub_force_id, key.clone());
-        }
+        let forces = crate::reload::build_forces(&config, &mappings)
+            .await
+            .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
+        let force_by_ihub_id = config
+            .forces
+            .iter()
+            .map(|(key, f)| (f.ihub_force_id, key.clone()))
+            .collect();
         let pipeline = Arc::new(Pipeline::new(forces, mappings));
 
         let mut credentials = Credentials::new(&config.auth).map_err(anyhow::Error::msg)?;
@@ -114,8 +106,16 @@ impl Gateway {
             journal.clone(),
             pipeline.clone(),
             config.delivery.clone(),
-            node,
+            node.clone(),
             work_ready.clone(),
+        ));
+        let reloader = Arc::new(Reloader::new(
+            config.clone(),
+            journal.clone(),
+            pipeline.clone(),
+            work_ready.clone(),
+            node,
+            athena_sim.as_ref().map(AthenaSim::base_url),
         ));
         let signer = crate::ledger::load_signer(&config.audit)?;
         let ledger = Arc::new(crate::ledger::AuditLedger::new(
@@ -132,6 +132,7 @@ impl Gateway {
             pipeline,
             work_ready,
             metrics: crate::metrics::handle(),
+            reloader: reloader.clone(),
             ledger,
         }));
         Ok(Self {
@@ -139,6 +140,7 @@ impl Gateway {
             dispatcher,
             replay_runner,
             athena_sim,
+            reloader,
             sinks,
         })
     }
@@ -164,9 +166,11 @@ pub async fn run(
         dispatcher,
         replay_runner,
         athena_sim,
+        reloader,
         sinks,
     } = gateway;
     let dispatch = tokio::spawn(dispatcher.run(shutdown.clone()));
+    reloader.start(shutdown.clone()).await;
     let checkpointer = tokio::spawn(state.ledger.clone().run_checkpointer(shutdown.clone()));
     let sink_tasks = crate::ledger::run_sinks(sinks, &state.journal, &shutdown);
     let jobs = tokio::spawn(crate::jobs::supervise(
@@ -191,6 +195,7 @@ pub async fn run(
     .with_graceful_shutdown(async move { s.cancelled().await })
     .await?;
     shutdown.cancel();
+    reloader.stop().await;
     let _ = dispatch.await;
     let _ = checkpointer.await;
     for t in sink_tasks {

@@ -28,6 +28,7 @@ mod ops;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+pub mod state;
 
 pub use claim::{ClaimRequest, TargetKey};
 pub use error::JournalError;
@@ -35,6 +36,7 @@ pub use ledger_db::{
     AuditQuery, LedgerHead, NewCheckpoint, SinkCursor, SinkQuarantine, StoredCheckpoint,
 };
 pub use model::*;
+pub use state::StateEntry;
 
 use async_trait::async_trait;
 use std::{sync::Arc, time::Duration};
@@ -208,6 +210,22 @@ pub trait Journal: Send + Sync + 'static {
         audit: AuditEvent,
     ) -> Result<RetentionReport>;
 
+    /// One entry of durable state (see [`state`]), or `None`.
+    async fn state_get(&self, scope: &str, key: &str) -> Result<Option<StateEntry>>;
+
+    /// Every entry of `scope` whose key starts with `prefix`, in key order.
+    async fn state_list(&self, scope: &str, prefix: &str) -> Result<Vec<StateEntry>>;
+
+    /// Writes an entry if it is still where the caller saw it: `expected` `None` means "must not
+    /// exist yet", `Some(v)` means "must be at version v". Answers the entry as written (its
+    /// version one more). A lost race changes nothing and is [`JournalError::Conflict`].
+    async fn state_put(
+        &self,
+        scope: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<StateEntry>;
     // --- audit ledger (issue 5; see [`ledger_db`]) ------------------------------------------
 
     /// The ledger's size and Merkle frontier, consistent with the audit records `1..=size`.

@@ -15,6 +15,7 @@
 //! Every helper works in its own temporary directory with ports from the OS (or probed free), so
 //! tests are independent and safe to run in parallel under nextest.
 
+pub mod detect;
 pub mod seed;
 
 use adapters::{RecordSystemConfig, athena::AthenaConfig};
@@ -118,6 +119,9 @@ pub fn test_config(journal: &Path, athena_url: &str) -> Config {
                 connect_timeout_ms: 1_000,
                 ..AthenaConfig::new(athena_url)
             }),
+            national: None,
+            command_control: None,
+            change_detection: None,
         },
     );
     for (key, secret, roles) in [
@@ -707,6 +711,11 @@ impl ProcessGateway {
     /// A client with every role.
     pub fn api(&self) -> Api {
         Api::new(self.base_url(), API_KEY, API_SECRET)
+    }
+
+    /// The process id while it runs (to send it a signal).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// Whether the process is running (as far as this handle knows).

@@ -29,6 +29,7 @@ async fn everything_but_health_needs_credentials() {
     for path in [
         "/incidents".to_owned(),
         format!("/v1/exchanges/{some_id}/replay"),
+        "/v1/config/reload".to_owned(),
     ] {
         let res = anon.post(api.url(&path)).send().await.unwrap();
         error_document(res, 401).await;

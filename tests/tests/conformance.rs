@@ -1164,6 +1164,127 @@ async fn stats_count_by_force_kind_and_status(b: Backend) {
     assert_eq!(s.audit_records, 4);
 }
 
+/// Durable state: compare-and-set on the version, prefix listing, isolation between scopes,
+/// and one winner when two handles race for the same version.
+async fn state_is_compare_and_set_and_listed_by_prefix(b: Backend) {
+    let j = b.journal.as_ref();
+    assert_eq!(
+        j.state_get("detect/kent", "cursor/records").await.unwrap(),
+        None
+    );
+    let first = j
+        .state_put("detect/kent", "cursor/records", None, b"one".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(first.version, 1);
+    assert_eq!(first.value, b"one");
+    // Creating it again is a conflict, and changes nothing.
+    let again = j
+        .state_put("detect/kent", "cursor/records", None, b"other".to_vec())
+        .await;
+    assert!(matches!(again, Err(JournalError::Conflict(_))), "{again:?}");
+    let second = j
+        .state_put("detect/kent", "cursor/records", Some(1), b"two".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(second.version, 2);
+    // A writer that saw version 1 lost the race.
+    let stale = j
+        .state_put("detect/kent", "cursor/records", Some(1), b"stale".to_vec())
+        .await;
+    assert!(matches!(stale, Err(JournalError::Conflict(_))), "{stale:?}");
+    let got = j
+        .state_get("detect/kent", "cursor/records")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.version, got.value.as_slice()), (2, b"two".as_slice()));
+
+    // Scopes are separate; listing is by prefix, in key order, and `%`/`_` are literal.
+    for (scope, key) in [
+        ("detect/kent", "case/B"),
+        ("detect/kent", "case/A"),
+        ("detect/kent", "case_x"),
+        ("detect/essex", "case/A"),
+    ] {
+        j.state_put(scope, key, None, format!("{scope}:{key}").into_bytes())
+            .await
+            .unwrap();
+    }
+    let keys = |v: Vec<replay::StateEntry>| v.into_iter().map(|e| e.key).collect::<Vec<_>>();
+    assert_eq!(
+        keys(j.state_list("detect/kent", "case/").await.unwrap()),
+        vec!["case/A", "case/B"]
+    );
+    assert_eq!(
+        keys(j.state_list("detect/essex", "").await.unwrap()),
+        vec!["case/A"]
+    );
+    assert_eq!(
+        keys(j.state_list("detect/kent", "case%").await.unwrap()),
+        Vec::<String>::new()
+    );
+    let essex = j
+        .state_get("detect/essex", "case/A")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(essex.value, b"detect/essex:case/A");
+
+    // Empty keys and oversized values are refused by name.
+    let bad = j.state_put("detect/kent", "", None, vec![]).await;
+    assert!(
+        matches!(bad, Err(JournalError::Invalid(ref m)) if m.contains("key")),
+        "{bad:?}"
+    );
+
+    // Two handles (two gateway nodes) race from the same version: exactly one wins.
+    let other = b.open_another().await;
+    let mut tasks = Vec::new();
+    for (n, h) in [b.journal.clone(), other.clone()].into_iter().enumerate() {
+        for i in 0..4 {
+            let h = h.clone();
+            tasks.push(tokio::spawn(async move {
+                h.state_put(
+                    "detect/kent",
+                    "lease",
+                    None,
+                    format!("{n}-{i}").into_bytes(),
+                )
+                .await
+                .is_ok()
+            }));
+        }
+    }
+    let mut created = 0;
+    for t in tasks {
+        created += usize::from(t.await.unwrap());
+    }
+    assert_eq!(created, 1, "exactly one creator");
+    let lease = other
+        .state_get("detect/kent", "lease")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for h in [b.journal.clone(), other.clone(), b.journal.clone(), other] {
+        tasks.push(tokio::spawn(async move {
+            h.state_put("detect/kent", "lease", Some(lease.version), b"x".to_vec())
+                .await
+                .is_ok()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(
+        won, 1,
+        "exactly one compare-and-set from version {}",
+        lease.version
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Delivery policy: skipped targets, defer, per-case ordering (issue 3 §3)
 
@@ -1354,6 +1475,7 @@ macro_rules! conformance {
                 stats_count_by_force_kind_and_status,
                 skipped_targets_wait_and_defer_charges_no_attempt,
                 ordered_targets_keep_each_case_in_order,
+                state_is_compare_and_set_and_listed_by_prefix,
             );
         }
     };

@@ -123,12 +123,13 @@ pub(crate) async fn ready(State(st): State<AppState>) -> impl IntoResponse {
             Err(_) => ("down", Some("timeout".into())),
         };
         let system = rt.records.name();
+        let breaker = breakers.state(&force, system).as_str();
         AdapterHealth {
-            force: force.to_owned(),
+            force,
             system: system.into(),
             status,
             error,
-            breaker: breakers.state(force, system).as_str(),
+            breaker,
         }
     });
     let adapters = futures::future::join_all(checks).await;

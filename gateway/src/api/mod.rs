@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per area.
 
 pub mod audit;
+pub mod config;
 pub mod docs;
 pub mod health;
 pub mod incidents;

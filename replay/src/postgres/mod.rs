@@ -23,6 +23,7 @@ mod ledger;
 mod ops;
 pub mod partitions;
 mod read;
+mod state;
 mod write;
 
 use crate::{
@@ -50,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "delivery_ordering",
         include_str!("../../migrations/postgres/0003_delivery_ordering.sql"),
+    ),
+    (
+        10,
+        "state",
+        include_str!("../../migrations/postgres/0010_state.sql"),
     ),
     (
         20,
@@ -604,5 +610,27 @@ impl Journal for PgJournal {
             "retention applied"
         );
         Ok(report)
+    }
+
+    async fn state_get(&self, scope: &str, key: &str) -> Result<Option<crate::StateEntry>> {
+        let c = self.client().await?;
+        state::get(cl(&c), scope, key).await
+    }
+
+    async fn state_list(&self, scope: &str, prefix: &str) -> Result<Vec<crate::StateEntry>> {
+        let c = self.client().await?;
+        state::list(cl(&c), scope, prefix).await
+    }
+
+    async fn state_put(
+        &self,
+        scope: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<crate::StateEntry> {
+        crate::state::check(scope, key, &value)?;
+        let c = self.client().await?;
+        state::put(cl(&c), scope, key, expected, &value).await
     }
 }

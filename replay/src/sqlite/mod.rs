@@ -12,6 +12,7 @@
 mod ledger;
 mod ops;
 mod read;
+mod state;
 mod write;
 
 use crate::{
@@ -49,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "delivery_ordering",
         include_str!("../../migrations/sqlite/0003_delivery_ordering.sql"),
+    ),
+    (
+        10,
+        "state",
+        include_str!("../../migrations/sqlite/0010_state.sql"),
     ),
     (
         20,
@@ -584,6 +590,28 @@ impl Journal for SqliteJournal {
         self.write(|reply| Op::Ping { reply }).await
     }
 
+    async fn state_get(&self, scope: &str, key: &str) -> Result<Option<crate::StateEntry>> {
+        let (scope, key) = (scope.to_owned(), key.to_owned());
+        self.read(move |c| state::get(c, &scope, &key)).await
+    }
+
+    async fn state_list(&self, scope: &str, prefix: &str) -> Result<Vec<crate::StateEntry>> {
+        let (scope, prefix) = (scope.to_owned(), prefix.to_owned());
+        self.read(move |c| state::list(c, &scope, &prefix)).await
+    }
+
+    async fn state_put(
+        &self,
+        scope: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<crate::StateEntry> {
+        crate::state::check(scope, key, &value)?;
+        let (scope, key) = (scope.to_owned(), key.to_owned());
+        self.exec(move |c, _| state::put(c, &scope, &key, expected, value))
+            .await
+    }
     async fn ledger_head(&self) -> Result<crate::LedgerHead> {
         // From the writer, between batches: the frontier of exactly the committed records.
         self.exec(|_, h| {

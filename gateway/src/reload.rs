@@ -1,0 +1,373 @@
+//! Configuration reload: re-read the configuration (on SIGHUP or `POST /v1/config/reload`),
+//! build every force's adapters from it, and only if all of that succeeds swap the force
+//! runtimes and restart change detection — without a restart of the process. An invalid new
+//! configuration is refused with every problem named, and the running one stays.
+//!
+//! What a reload applies: everything under `forces.*` (records system — including the
+//! `athena_dw` → `athena` swap —, national platform, command and control, change detection).
+//! Other sections (`http`, `auth`, `journal`, `delivery`, `log`) are read and checked but need a
+//! restart; the answer names those that differ. A force added by a reload gets change detection
+//! and deliveries at once; iHub submissions are routed to it after the next restart (the
+//! inbound routing table is built at start).
+
+use crate::{
+    config::{Config, ConfigError, ForceConfig, SIM_ATHENA},
+    delivery::{ForceRuntime, Pipeline},
+    detect::Detector,
+    metrics as m,
+};
+use adapters::RecordSystemConfig;
+use replay::Journal;
+use serde::Serialize;
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+use tokio::{sync::Notify, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+/// Where a reload reads the configuration from.
+pub type ConfigSource = Arc<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
+/// A source that loads `path` (with environment overrides), as `serve --config` does.
+pub fn file_source(path: PathBuf) -> ConfigSource {
+    Arc::new(move || Config::load(Some(&path)))
+}
+
+/// A reload was refused; the running configuration stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// There is nothing to re-read (the embedded default, or no source was set).
+    #[error("no configuration file to re-read: the gateway was started without --config")]
+    NoSource,
+    /// The new configuration is invalid; every problem is named.
+    #[error("the new configuration was rejected: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadReport {
+    /// Forces now configured.
+    pub forces: Vec<String>,
+    /// Forces whose records system changed kind, as `force: from → to`.
+    pub records_swapped: Vec<String>,
+    /// Forces running change detection.
+    pub detecting: Vec<String>,
+    /// Sections that changed but only take effect after a restart.
+    pub restart_needed: Vec<String>,
+}
+
+struct Running {
+    shutdown: Option<CancellationToken>,
+    detectors: Vec<(CancellationToken, JoinHandle<()>)>,
+    config: Config,
+}
+
+/// Owns the live force configuration: the pipeline's runtimes and the change detectors.
+pub struct Reloader {
+    journal: Arc<dyn Journal>,
+    pipeline: Arc<Pipeline>,
+    work_ready: Arc<Notify>,
+    node: String,
+    sim_athena: Option<String>,
+    source: Mutex<Option<ConfigSource>>,
+    running: tokio::sync::Mutex<Running>,
+}
+
+/// Replaces `sim://athena` with the in-process simulator's URL.
+pub fn resolve_sims(config: &mut Config, sim_athena: Option<&str>) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    for (key, force) in &mut config.forces {
+        if let RecordSystemConfig::Athena(a) = &mut force.records
+            && a.base_url == SIM_ATHENA
+        {
+            match sim_athena {
+                Some(url) => a.base_url = url.to_owned(),
+                None => problems.push(format!(
+                    "forces.{key}.records.base_url is {SIM_ATHENA} but simulators.athena is not \
+                     set"
+                )),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Builds every force's adapters; every failure is named by its key.
+pub async fn build_forces(
+    config: &Config,
+    mappings: &Arc<mappings::Mappings>,
+) -> Result<BTreeMap<String, ForceRuntime>, Vec<String>> {
+    let mut forces = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (key, f) in &config.forces {
+        match build_force(key, f, mappings).await {
+            Ok(rt) => {
+                forces.insert(key.clone(), rt);
+            }
+            Err(p) => problems.extend(p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(forces)
+    } else {
+        Err(problems)
+    }
+}
+
+async fn build_force(
+    key: &str,
+    f: &ForceConfig,
+    mappings: &Arc<mappings::Mappings>,
+) -> Result<ForceRuntime, Vec<String>> {
+    let mut problems = Vec::new();
+    let records = f
+        .records
+        .build(mappings.clone())
+        .map_err(|e| problems.push(format!("forces.{key}.records: {e}")))
+        .ok();
+    let national = match &f.national {
+        Some(n) => match n.build(mappings.clone()).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                problems.push(format!("forces.{key}.national: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let command_control = match &f.command_control {
+        Some(c) => match c.build(mappings.clone()).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                problems.push(format!("forces.{key}.command_control: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
+    match records {
+        Some(records) if problems.is_empty() => Ok(ForceRuntime {
+            records,
+            national,
+            command_control,
+        }),
+        _ => Err(problems),
+    }
+}
+
+impl Reloader {
+    /// A reloader over a pipeline already built from `config`.
+    pub fn new(
+        config: Config,
+        journal: Arc<dyn Journal>,
+        pipeline: Arc<Pipeline>,
+        work_ready: Arc<Notify>,
+        node: String,
+        sim_athena: Option<String>,
+    ) -> Self {
+        Self {
+            journal,
+            pipeline,
+            work_ready,
+            node,
+            sim_athena,
+            source: Mutex::new(None),
+            running: tokio::sync::Mutex::new(Running {
+                shutdown: None,
+                detectors: Vec::new(),
+                config,
+            }),
+        }
+    }
+
+    /// Sets where reloads read the configuration from.
+    pub fn set_source(&self, source: ConfigSource) {
+        *self
+            .source
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(source);
+    }
+
+    /// Starts change detection for the current configuration; detectors stop when `shutdown`
+    /// is cancelled.
+    pub async fn start(&self, shutdown: CancellationToken) {
+        let mut running = self.running.lock().await;
+        running.shutdown = Some(shutdown);
+        self.start_detectors(&mut running);
+    }
+
+    fn start_detectors(&self, running: &mut Running) {
+        let Some(shutdown) = running.shutdown.clone() else {
+            return;
+        };
+        for (key, f) in &running.config.forces {
+            let Some(cd) = f.change_detection.as_ref().filter(|c| c.enabled) else {
+                continue;
+            };
+            let Some(rt) = self.pipeline.force(key) else {
+                continue;
+            };
+            let detector = Arc::new(Detector::new(
+                key,
+                f.ihub_force_id,
+                cd.clone(),
+                rt.records.clone(),
+                rt.command_control.clone(),
+                self.journal.clone(),
+                self.work_ready.clone(),
+                &self.node,
+            ));
+            let token = shutdown.child_token();
+            let task = tokio::spawn(detector.run(token.clone()));
+            running.detectors.push((token, task));
+        }
+    }
+
+    /// Stops every detector and waits for them (each finishes its current poll).
+    pub async fn stop(&self) {
+        let mut running = self.running.lock().await;
+        Self::stop_detectors(&mut running).await;
+    }
+
+    async fn stop_detectors(running: &mut Running) {
+        for (token, _) in &running.detectors {
+            token.cancel();
+        }
+        for (_, task) in running.detectors.drain(..) {
+            let _ = task.await;
+        }
+    }
+
+    /// Re-reads the configuration and applies it, or refuses it and keeps the running one.
+    #[tracing::instrument(skip_all)]
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let source = self
+            .source
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(ReloadError::NoSource)?;
+        let result = self.apply(source).await;
+        let outcome = if result.is_ok() {
+            "applied"
+        } else {
+            "rejected"
+        };
+        metrics::counter!(m::CONFIG_RELOADS, "outcome" => outcome).increment(1);
+        match &result {
+            Ok(r) => tracing::info!(forces = r.forces.len(), swapped = ?r.records_swapped,
+                "configuration reloaded"),
+            Err(e) => {
+                tracing::warn!(error = %e, "configuration reload rejected; the running configuration stays");
+            }
+        }
+        result
+    }
+
+    /// [`Self::reload`] on a signal (SIGHUP), writing its own audit record (an API call is
+    /// audited by the request gatekeeper instead).
+    pub async fn reload_on_signal(&self) -> Result<ReloadReport, ReloadError> {
+        let result = self.reload().await;
+        let detail = match &result {
+            Ok(r) => serde_json::json!({
+                "signal": "SIGHUP",
+                "recordsSwapped": r.records_swapped,
+                "restartNeeded": r.restart_needed,
+            }),
+            Err(e) => serde_json::json!({ "signal": "SIGHUP", "error": e.to_string() }),
+        };
+        let event = replay::AuditEvent {
+            time: crate::app::now_millis(),
+            actor: "signal".into(),
+            role: "system".into(),
+            force: None,
+            action: "config.reload".into(),
+            object_type: Some("configuration".into()),
+            object_id: None,
+            result: if result.is_ok() { "success" } else { "failure" }.into(),
+            source_ip: None,
+            user_agent: None,
+            correlation_id: None,
+            event_uid: uuid::Uuid::now_v7(),
+            detail: Some(detail),
+        };
+        if let Err(e) = self.journal.audit(event).await {
+            tracing::warn!(error = %e, "could not audit a configuration reload");
+        }
+        result
+    }
+
+    async fn apply(&self, source: ConfigSource) -> Result<ReloadReport, ReloadError> {
+        let mut config = source().map_err(|ConfigError::Invalid(m)| {
+            ReloadError::Invalid(m.split("; ").map(str::to_owned).collect())
+        })?;
+        resolve_sims(&mut config, self.sim_athena.as_deref()).map_err(ReloadError::Invalid)?;
+        let forces = build_forces(&config, self.pipeline.mappings())
+            .await
+            .map_err(ReloadError::Invalid)?;
+
+        let mut running = self.running.lock().await;
+        let old = &running.config;
+        let mut report = ReloadReport {
+            forces: config.forces.keys().cloned().collect(),
+            ..ReloadReport::default()
+        };
+        for (key, f) in &config.forces {
+            if let Some(before) = old.forces.get(key) {
+                let (a, b) = (kind(&before.records), kind(&f.records));
+                if a != b {
+                    report.records_swapped.push(format!("{key}: {a} → {b}"));
+                }
+            }
+            if f.change_detection.as_ref().is_some_and(|c| c.enabled) {
+                report.detecting.push(key.clone());
+            }
+        }
+        let differs = |a: &dyn erased::Ser, b: &dyn erased::Ser| a.json() != b.json();
+        for (name, changed) in [
+            ("http", differs(&old.http, &config.http)),
+            ("auth", differs(&old.auth, &config.auth)),
+            ("journal", differs(&old.journal, &config.journal)),
+            ("delivery", differs(&old.delivery, &config.delivery)),
+            ("log", differs(&old.log, &config.log)),
+        ] {
+            if changed {
+                report.restart_needed.push(name.to_owned());
+            }
+        }
+        // Stop detection on the old runtimes before the new ones start, so one force is never
+        // polled by two detectors of this node at once.
+        Self::stop_detectors(&mut running).await;
+        self.pipeline.swap(forces);
+        running.config = config;
+        self.start_detectors(&mut running);
+        Ok(report)
+    }
+}
+
+fn kind(r: &RecordSystemConfig) -> &'static str {
+    match r {
+        RecordSystemConfig::Athena(_) => "athena",
+        RecordSystemConfig::AthenaDw(_) => "athena_dw",
+    }
+}
+
+/// Comparing configuration sections through their JSON form.
+mod erased {
+    pub(super) trait Ser {
+        fn json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or_default()
+        }
+    }
+}
