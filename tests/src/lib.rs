@@ -713,7 +713,8 @@ impl ProcessGateway {
         Api::new(self.base_url(), API_KEY, API_SECRET)
     }
 
-    /// The process id while it runs (to send it a signal).
+    /// The process id while it runs (to send it a signal; also part of its node name,
+    /// `HOSTNAME-PID`, in leases and attempts).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
     }
@@ -721,11 +722,6 @@ impl ProcessGateway {
     /// Whether the process is running (as far as this handle knows).
     pub fn is_running(&self) -> bool {
         self.child.is_some()
-    }
-
-    /// The running process's id (part of its node name, `HOSTNAME-PID`, in leases and attempts).
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(Child::id)
     }
 
     /// Starts the process and waits until `/health/live` answers 200. On the first start only,
