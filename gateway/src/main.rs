@@ -82,6 +82,12 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Mapping specs: `mappings doc` writes their documentation (source field → NMPP field →
+    /// target field, per spec and version) as Markdown.
+    Mappings {
+        #[command(subcommand)]
+        command: MappingsCmd,
+    },
     /// Print the SHA-256 of a client secret, for `auth.clients.<key>.secret_sha256`.
     /// Reads the secret from standard input when not given.
     HashSecret {
@@ -95,6 +101,20 @@ enum Command {
     },
     /// Apply journal migrations and exit.
     Migrate,
+}
+
+#[derive(Subcommand)]
+enum MappingsCmd {
+    /// Write the Markdown documentation of the mapping specs: the built-in ones, then a force's
+    /// own specs and overrides from `--specs DIR` (its `*.toml` files, in file-name order).
+    Doc {
+        /// A directory of a force's spec files and overrides, loaded over the built-in specs.
+        #[arg(long)]
+        specs: Option<PathBuf>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -403,6 +423,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             gateway::cli::audit_export(&cfg, j, args, &mut out).await?;
         }
         Command::Openapi => out.write_all(gateway::openapi::json().as_bytes())?,
+        Command::Mappings {
+            command: MappingsCmd::Doc { specs, out: file },
+        } => {
+            // A spec that does not load is reported with its file and line, exit 1.
+            let loaded = match &specs {
+                Some(dir) => mappings::Mappings::load_dir(dir),
+                None => mappings::Mappings::builtin(),
+            };
+            let m = match loaded {
+                Ok(m) => m,
+                Err(e) => {
+                    writeln!(out, "mapping specs: {e}")?;
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let doc = m.document();
+            match file {
+                Some(path) => {
+                    std::fs::write(&path, doc)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    writeln!(out, "wrote {}", path.display())?;
+                }
+                None => out.write_all(doc.as_bytes())?,
+            }
+        }
         Command::HashSecret { secret } => {
             let secret = match secret {
                 Some(s) => s,

@@ -449,3 +449,58 @@ async fn check_config_names_keys_as_they_are_written_in_the_file() {
         "the key is http.listn, there is no `default` table: {out:?}"
     );
 }
+
+/// Runs the binary with `args` and no configuration.
+async fn bare_cli(args: &[&str]) -> nmpp_tests::CliOutput {
+    let out = tokio::process::Command::new(nmpp_tests::gateway_bin())
+        .args(args)
+        .env_remove("NMPP_GATEWAY_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    nmpp_tests::CliOutput {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mappings_doc_writes_every_spec_and_names_a_spec_file_that_does_not_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("MAPPINGS.md");
+    let out = bare_cli(&["mappings", "doc", "--out", file.to_str().unwrap()]).await;
+    assert!(out.status.success(), "{out:?}");
+    let doc = std::fs::read_to_string(&file).unwrap();
+    for spec in [
+        "sdm-to-nmpp",
+        "nmpp-to-athena",
+        "athena-to-nmpp-case",
+        "warehouse-to-nmpp-case",
+        "storm-to-nmpp-incident",
+        "nmpp-to-dams-evidence",
+        "nmpp-to-ihub-event",
+    ] {
+        assert!(
+            doc.contains(&format!("## `{spec}@1.0.0`")),
+            "{spec} missing"
+        );
+    }
+    // Field-level rows: source field → NMPP field, with the code list used.
+    assert!(
+        doc.contains("| `forceIdentifier` | `Header.ForceCode` | integer |"),
+        "{doc}"
+    );
+    assert!(doc.contains("## Lineage: `ihub-sdm@1` → `nmpp@1` → `athena-crime-record@1`"));
+
+    // A force's spec directory with a file that is not valid TOML: named with its line, exit 1.
+    let specs = tempfile::tempdir().unwrap();
+    std::fs::write(
+        specs.path().join("kent-overrides.toml"),
+        "id = \"sdm-to-nmpp\"\nversion = \n",
+    )
+    .unwrap();
+    let bad = bare_cli(&["mappings", "doc", "--specs", specs.path().to_str().unwrap()]).await;
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    assert!(bad.stdout.contains("kent-overrides.toml:2"), "{bad:?}");
+}
