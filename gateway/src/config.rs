@@ -696,24 +696,110 @@ pub enum ConfigError {
 
 impl From<figment::Error> for ConfigError {
     fn from(e: figment::Error) -> Self {
-        // Name keys as written in the file or environment, without figment's profile prefix.
-        let msgs: Vec<String> = e
-            .into_iter()
-            .map(|err| {
-                let origin = err.metadata.as_ref().map(|m| match &m.source {
-                    Some(figment::Source::File(p)) => format!(" (in {})", p.display()),
-                    Some(_) | None => format!(" (from {})", m.name),
-                });
-                let key = if err.path.is_empty() {
-                    "configuration".into()
-                } else {
-                    err.path.join(".")
-                };
-                format!("{key}: {}{}", err.kind, origin.unwrap_or_default())
-            })
-            .collect();
+        let msgs: Vec<String> = e.into_iter().map(|err| describe(&err, None)).collect();
         ConfigError::Invalid(msgs.join("; "))
     }
+}
+
+/// One type or key error, naming the key as written in the file or environment (without
+/// figment's profile prefix) and where it came from. `within` is the figment the key was read
+/// from, when the error itself was raised on a re-read copy.
+fn describe(err: &figment::Error, within: Option<&Figment>) -> String {
+    let key = if err.path.is_empty() {
+        "configuration".into()
+    } else {
+        err.path.join(".")
+    };
+    let meta = match within {
+        Some(fig) => fig.find_metadata(&key),
+        None => err.metadata.as_ref(),
+    };
+    let origin = meta.map(|m| match &m.source {
+        Some(figment::Source::File(p)) => format!(" (in {})", p.display()),
+        Some(_) | None => format!(" (from {})", m.name),
+    });
+    format!("{key}: {}{}", err.kind, origin.unwrap_or_default())
+}
+
+/// Every type and unknown-key error of a configuration, not only the first one serde stops
+/// at: after each error the offending key is taken out of a copy of the merged values (its
+/// default then applies) and the copy is read again, until it reads or no key can be taken out.
+fn every_type_error(fig: &Figment, first: figment::Error) -> ConfigError {
+    use figment::value::Value;
+    /// Removes `path` from `v`; false if it is not there.
+    fn remove(v: &mut Value, path: &[String]) -> bool {
+        match (v, path) {
+            (Value::Dict(_, d), [last]) => d.remove(last).is_some(),
+            (Value::Dict(_, d), [head, rest @ ..]) => {
+                d.get_mut(head).is_some_and(|child| remove(child, rest))
+            }
+            _ => false,
+        }
+    }
+    use figment::error::Kind;
+    let mut msgs = Vec::new();
+    let mut values: Option<Value> = fig.extract().ok();
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    let mut err = first;
+    let mut reread = false;
+    for _ in 0..64 {
+        let mut taken = false;
+        for e in err {
+            let mut path = e.path.clone();
+            let field = match &e.kind {
+                Kind::UnknownField(name, _) => Some(name.clone()),
+                Kind::MissingField(name) => Some(name.to_string()),
+                _ => None,
+            };
+            if let Some(name) = field
+                && path.last() != Some(&name)
+            {
+                path.push(name);
+            }
+            // A required key taken out because its value was wrong is missing in the re-read:
+            // the same problem, already reported. Take out the table holding it, so that the
+            // rest of the file is still read.
+            if matches!(e.kind, Kind::MissingField(_)) && removed.contains(&path) {
+                let parent = path[..path.len() - 1].to_vec();
+                if let Some(v) = values.as_mut()
+                    && !parent.is_empty()
+                    && remove(v, &parent)
+                {
+                    removed.push(parent);
+                    taken = true;
+                }
+                continue;
+            }
+            let msg = describe(&e, reread.then_some(fig));
+            if !msgs.contains(&msg) {
+                msgs.push(msg);
+            }
+            if let Some(v) = values.as_mut()
+                && !path.is_empty()
+                && remove(v, &path)
+            {
+                removed.push(path);
+                taken = true;
+            }
+        }
+        let Some(v) = values.as_ref().filter(|_| taken) else {
+            break;
+        };
+        match Figment::from(Serialized::defaults(v.clone())).extract::<Config>() {
+            Ok(rest) => {
+                // What types allow of the rest is checked against the rules too.
+                if let Err(ConfigError::Invalid(m)) = rest.validate() {
+                    msgs.push(m);
+                }
+                break;
+            }
+            Err(e) => {
+                err = e;
+                reread = true;
+            }
+        }
+    }
+    ConfigError::Invalid(msgs.join("; "))
 }
 
 impl Config {
@@ -756,7 +842,10 @@ impl Config {
             fig = fig.merge(Toml::file_exact(path));
         }
         let fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
-        let cfg: Config = fig.extract()?;
+        let cfg: Config = match fig.extract() {
+            Ok(cfg) => cfg,
+            Err(first) => return Err(every_type_error(&fig, first)),
+        };
         cfg.validate()?;
         Ok(cfg)
     }

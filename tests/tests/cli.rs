@@ -425,18 +425,28 @@ async fn check_config_accepts_a_valid_file_and_names_what_is_wrong() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: check-config stops at the first type/unknown-key error (gateway/src/config.rs Config::load)"]
 async fn check_config_reports_every_problem_in_one_run() {
-    let out = check_config("[http]\nlistn = 3\n[delivery]\nmax_attempts = \"many\"\n").await;
+    let out = check_config(
+        "[http]\nlistn = 3\n[delivery]\nmax_attempts = \"many\"\nworkers = 0\n\
+         [auth.clients.x]\nsecret_sha256 = \"abc\"\nroles = [\"operator\"]\n",
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        out.stdout.contains("listn"),
-        "unknown key not reported: {out:?}"
-    );
-    assert!(
-        out.stdout.contains("max_attempts"),
-        "wrong type not reported: {out:?}"
-    );
+    for (key, what) in [
+        ("http.listn", "unknown key"),
+        ("delivery.max_attempts", "wrong type"),
+        ("delivery.workers", "rule broken beside type errors"),
+        (
+            "auth.clients.x.secret_sha256",
+            "rule broken beside type errors",
+        ),
+    ] {
+        assert!(
+            out.stdout.contains(key),
+            "{what} {key} not reported: {out:?}"
+        );
+    }
+    assert!(out.stdout.contains("gw.toml"), "the file is named: {out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
