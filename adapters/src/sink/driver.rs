@@ -187,9 +187,12 @@ pub struct SinkStatus {
 /// The loop that ships one sink's stream (see the module documentation for the rules).
 ///
 /// ```no_run
-/// # async fn demo(journal: adapters::sink::MemoryJournal) -> Result<(), adapters::AdapterError> {
-/// use adapters::sink::{AuditSinkConfig, SinkDriver};
-/// # let config: AuditSinkConfig = todo!();
+/// # use adapters::sink::AuditSinkConfig;
+/// # async fn demo(
+/// #     journal: adapters::sink::MemoryJournal,
+/// #     config: AuditSinkConfig, // from the gateway's `[[audit.sinks]]`
+/// # ) -> Result<(), adapters::AdapterError> {
+/// use adapters::sink::SinkDriver;
 /// let sink = config.build().await?;
 /// let driver = SinkDriver::new(sink, config.driver().clone())?;
 /// let wake = driver.waker(); // notify_one() after appending audit records
