@@ -6,7 +6,7 @@
 use fixtures::athena::{AthenaSim, AthenaSimOptions};
 use nmpp_tests::{ProcessGateway, sdm, secs};
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -141,81 +141,19 @@ async fn acknowledged_submissions_survive_kill_9_and_are_delivered_exactly_once(
     })
     .await;
 
-    // The journal, as the CLI sees it.
-    let rows = gw.cli(&["exchanges", "list", "--json"]).await.json();
-    let rows = rows.as_array().unwrap();
-    let mut journal: HashMap<String, &serde_json::Value> = HashMap::new();
-    for r in rows {
-        let sid = r["submissionId"].as_str().unwrap().to_owned();
-        assert!(
-            journal.insert(sid.clone(), r).is_none(),
-            "two exchanges for submission {sid}"
-        );
-    }
-    let mut missing = Vec::new();
-    for (sid, exchange_id) in &acked {
-        match journal.get(sid) {
-            None => missing.push(sid.clone()),
-            Some(row) => {
-                if !exchange_id.is_empty() {
-                    assert_eq!(row["id"], exchange_id.as_str(), "submission {sid}");
-                }
-                assert_eq!(row["status"], "delivered", "{row}");
-            }
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged submissions are not in the journal: {missing:?}",
-        missing.len(),
-        acked.len()
-    );
-
-    // Athena: every acknowledged submission exactly once, nothing it was never sent.
-    let records = sim.records();
-    let mut keys = HashSet::new();
-    for r in &records {
-        assert!(
-            keys.insert(r.idempotency_key.clone()),
-            "two records for idempotency key {}",
-            r.idempotency_key
-        );
-        assert_eq!(r.header.submission_id, r.idempotency_key);
-        assert!(
-            journal.contains_key(&r.idempotency_key),
-            "Athena holds {} which the journal does not",
-            r.idempotency_key
-        );
-    }
-    for sid in acked.keys() {
-        let rec = sim
-            .record_by_key(sid)
-            .unwrap_or_else(|| panic!("acknowledged submission {sid} never reached Athena"));
-        let row = journal[sid];
-        assert_eq!(row["targetRef"], rec.crime_reference.as_str());
-    }
-    let stats = sim.stats();
-    assert_eq!(stats.created as usize, records.len(), "{stats:?}");
+    let checked = nmpp_tests::check_acknowledged_delivered_once(&gw, &sim, &acked).await;
+    let stats = checked.stats;
     assert!(
         stats.faults_served > 0,
         "no retries were exercised: {stats:?}"
     );
-    assert_eq!(
-        records.len(),
-        journal.len(),
-        "every journalled exchange delivered once"
-    );
-
-    // The audit chain survived every kill.
-    let verify = gw.cli(&["audit", "verify"]).await;
-    assert_eq!(verify.status.code(), Some(0), "{verify:?}");
 
     gw.kill().await;
     eprintln!(
         "crash test (sqlite): {cycles} kill -9 cycles, {} acknowledged, {} journalled, {} Athena \
          duplicates dropped, {} faults served, per cycle {per_cycle:?}, {:?}",
         acked.len(),
-        journal.len(),
+        checked.journalled,
         stats.duplicates,
         stats.faults_served,
         started.elapsed()
