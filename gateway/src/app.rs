@@ -19,7 +19,7 @@ use axum::{
     routing::{delete, get, post},
 };
 use replay::{AuditEvent, Journal};
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Instant};
+use std::{net::SocketAddr, sync::Arc, time::Instant};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -46,8 +46,6 @@ pub struct Inner {
     pub journal: Arc<dyn Journal>,
     /// API clients.
     pub credentials: Credentials,
-    /// Force key by iHub force identifier.
-    pub force_by_ihub_id: HashMap<u32, String>,
     /// Delivery pipeline (adapters per force).
     pub pipeline: Arc<Pipeline>,
     /// Wakes the dispatcher when new work is journalled.

@@ -35,6 +35,8 @@ pub struct ForceRuntime {
     pub national: Option<Arc<dyn adapters::NationalPlatform>>,
     /// The command-and-control system, when configured.
     pub command_control: Option<Arc<dyn adapters::CommandControl>>,
+    /// The force's identifier in iHub submissions (`forceIdentifier`), which routes them here.
+    pub ihub_force_id: Option<u32>,
 }
 
 impl ForceRuntime {
@@ -44,6 +46,7 @@ impl ForceRuntime {
             records,
             national: None,
             command_control: None,
+            ihub_force_id: None,
         }
     }
 }
@@ -105,6 +108,15 @@ impl Pipeline {
     /// The circuit breaker of every target.
     pub fn breakers(&self) -> &Breakers {
         &self.breakers
+    }
+
+    /// The force that iHub's `forceIdentifier` names, as the forces are now (a force added by a
+    /// configuration reload is routed at once).
+    pub fn force_for_ihub_id(&self, ihub_force_id: u32) -> Option<String> {
+        self.current()
+            .iter()
+            .find(|(_, rt)| rt.ihub_force_id == Some(ihub_force_id))
+            .map(|(key, _)| key.clone())
     }
 
     /// The target system name of a force's submissions.

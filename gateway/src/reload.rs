@@ -6,9 +6,9 @@
 //! What a reload applies: everything under `forces.*` (records system — including the
 //! `athena_dw` → `athena` swap —, national platform, command and control, change detection).
 //! Other sections (`http`, `auth`, `journal`, `delivery`, `log`) are read and checked but need a
-//! restart; the answer names those that differ. A force added by a reload gets change detection
-//! and deliveries at once; iHub submissions are routed to it after the next restart (the
-//! inbound routing table is built at start).
+//! restart; the answer names those that differ. A force added by a reload gets change detection,
+//! deliveries and iHub submissions (routed by its `ihub_force_id`) at once; a force removed by
+//! a reload gets no new submissions (422 unknown force), and what it had journalled stays.
 
 use crate::{
     config::{Config, ConfigError, ForceConfig, SIM_ATHENA},
@@ -158,6 +158,7 @@ async fn build_force(
             records,
             national,
             command_control,
+            ihub_force_id: Some(f.ihub_force_id),
         }),
         _ => Err(problems),
     }

@@ -79,11 +79,6 @@ impl Gateway {
         let forces = crate::reload::build_forces(&config, &mappings)
             .await
             .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
-        let force_by_ihub_id = config
-            .forces
-            .iter()
-            .map(|(key, f)| (f.ihub_force_id, key.clone()))
-            .collect();
         let pipeline = Arc::new(Pipeline::new(forces, mappings));
 
         let mut credentials = Credentials::new(&config.auth).map_err(anyhow::Error::msg)?;
@@ -128,7 +123,6 @@ impl Gateway {
             config: Arc::new(config),
             journal,
             credentials,
-            force_by_ihub_id,
             pipeline,
             work_ready,
             metrics: crate::metrics::handle(),

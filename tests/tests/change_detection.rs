@@ -983,3 +983,134 @@ records = { type = "athena", base_url = "http://127.0.0.1:1" }
     let (code, out) = run(good).await;
     assert_eq!(code, Some(0), "{out}");
 }
+
+/// `/health/ready` probes every adapter of a force — the records system, the national platform
+/// (iHub) and command and control (STORM) — and names the one that is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_probes_ihub_and_storm_and_names_the_one_down() {
+    let storm_sim = StormSim::start(StormSimOptions::default())
+        .await
+        .expect("storm");
+    let rig = DetectRig::start(|c, _, _| {
+        if let Some(f) = c.forces.get_mut(FORCE) {
+            f.command_control = Some(storm(&storm_sim));
+        }
+    })
+    .await;
+    let api = rig.api();
+    // (status, {system → (status, error)}) of this force's adapters.
+    let ready = || async {
+        let res = api.http.get(api.url("/health/ready")).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200, "an adapter down is never a 503");
+        let body: serde_json::Value = res.json().await.unwrap();
+        let mut systems = BTreeMap::new();
+        for a in body["adapters"].as_array().expect("adapters") {
+            assert_eq!(a["force"], FORCE, "{body}");
+            systems.insert(
+                a["system"].as_str().unwrap_or("").to_owned(),
+                (
+                    a["status"].as_str().unwrap_or("").to_owned(),
+                    a["error"].as_str().map(str::to_owned),
+                ),
+            );
+        }
+        (body["status"].as_str().unwrap_or("").to_owned(), systems)
+    };
+    let up = |s: &BTreeMap<String, (String, Option<String>)>, system: &str| {
+        s.get(system).is_some_and(|(st, _)| st == "up")
+    };
+
+    let (status, systems) = ready().await;
+    assert_eq!(
+        systems.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["athena", "ihub", "storm"],
+        "{systems:?}"
+    );
+    assert!(systems.values().all(|(s, _)| s == "up"), "{systems:?}");
+    assert_eq!(status, "ready");
+
+    // iHub stops listening: degraded, iHub named down by a connection error, the others up.
+    rig.ihub.refuse().await;
+    eventually("readiness to name iHub down", secs(10), || async {
+        let (status, s) = ready().await;
+        let ihub_down = s
+            .get("ihub")
+            .is_some_and(|(st, e)| st == "down" && e.as_deref() == Some("connect"));
+        if status == "degraded" && ihub_down && up(&s, "athena") && up(&s, "storm") {
+            Ok(())
+        } else {
+            Err(format!("{status} {s:?}"))
+        }
+    })
+    .await;
+
+    // iHub back, STORM gone: STORM is the one named.
+    rig.ihub.accept().await.expect("iHub listens again");
+    storm_sim.refuse().await;
+    eventually("readiness to name STORM down", secs(10), || async {
+        let (status, s) = ready().await;
+        let storm_down = s.get("storm").is_some_and(|(st, _)| st == "down");
+        if status == "degraded" && storm_down && up(&s, "athena") && up(&s, "ihub") {
+            Ok(())
+        } else {
+            Err(format!("{status} {s:?}"))
+        }
+    })
+    .await;
+
+    storm_sim.accept().await.expect("STORM listens again");
+    eventually("readiness to be ready again", secs(10), || async {
+        let (status, s) = ready().await;
+        if status == "ready" {
+            Ok(())
+        } else {
+            Err(format!("{status} {s:?}"))
+        }
+    })
+    .await;
+    rig.stop().await;
+}
+
+/// A force added by a configuration reload receives iHub submissions at once (routed by its
+/// `ihub_force_id`), without a restart; before the reload the same submission is refused as
+/// an unknown force, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_force_added_by_reload_is_routed_submissions_without_a_restart() {
+    const NEW_FORCE: &str = "secondshire";
+    const NEW_IHUB_ID: u32 = 77;
+    let rig = DetectRig::start(|_, _, _| {}).await;
+    let api = rig.api();
+    let mut doc = nmpp_tests::sdm::skeleton();
+    nmpp_tests::sdm::submission_mut(&mut doc)["attributes"]["forceIdentifier"] =
+        json!(NEW_IHUB_ID.to_string());
+
+    let res = api.submit(&doc).await.expect("POST /incidents");
+    assert_eq!(res.status().as_u16(), 422);
+    let body = res.text().await.unwrap_or_default();
+    assert!(body.contains("forceIdentifier"), "{body}");
+
+    rig.change_config(|c| {
+        let mut f = c.forces[FORCE].clone();
+        f.name = "Secondshire Police".into();
+        f.ihub_force_id = NEW_IHUB_ID;
+        f.national = None;
+        f.change_detection = None;
+        c.forces.insert(NEW_FORCE.into(), f);
+    });
+    let (code, report) = rig.reload().await;
+    assert_eq!(code, 200, "{report}");
+
+    let accepted = api.submit_ok(&doc).await;
+    let exchange = api.exchange(&accepted.exchange_id).await;
+    assert_eq!(exchange["force"], NEW_FORCE, "{exchange}");
+    let sid = nmpp_tests::sdm::submission_id(&doc);
+    eventually("the new force's record at Athena", secs(20), || async {
+        if rig.athena.record_by_key(&sid).is_some() {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    })
+    .await;
+    rig.stop().await;
+}

@@ -80,7 +80,8 @@ pub(crate) struct Component {
 pub(crate) struct AdapterHealth {
     /// Force key.
     force: String,
-    /// System (`athena`).
+    /// System: the records system (`athena`, `athena_dw`), the national platform (`ihub`) or
+    /// command and control (`storm`).
     system: String,
     /// `up` or `down`.
     status: &'static str,
@@ -115,23 +116,37 @@ pub(crate) async fn ready(State(st): State<AppState>) -> impl IntoResponse {
         },
     };
     let breakers = st.pipeline.breakers();
-    let checks = st.pipeline.forces().map(|(force, rt)| async move {
-        let r = tokio::time::timeout(limit, rt.records.health()).await;
-        let (status, error) = match r {
-            Ok(Ok(())) => ("up", None),
-            Ok(Err(e)) => ("down", Some(e.class.to_string())),
-            Err(_) => ("down", Some("timeout".into())),
-        };
-        let system = rt.records.name();
-        let breaker = breakers.state(&force, system).as_str();
-        AdapterHealth {
-            force,
-            system: system.into(),
-            status,
-            error,
-            breaker,
+    // Every adapter of every force: the records system, the national platform (iHub) and the
+    // command-and-control system where configured, each probed with its own health call.
+    let mut checks = Vec::new();
+    for (force, rt) in st.pipeline.forces() {
+        let records = rt.records.clone();
+        checks.push(adapter_health(
+            breakers,
+            force.clone(),
+            records.name(),
+            Box::pin(async move { records.health().await }),
+            limit,
+        ));
+        if let Some(national) = rt.national.clone() {
+            checks.push(adapter_health(
+                breakers,
+                force.clone(),
+                national.name(),
+                Box::pin(async move { national.health().await }),
+                limit,
+            ));
         }
-    });
+        if let Some(cc) = rt.command_control.clone() {
+            checks.push(adapter_health(
+                breakers,
+                force.clone(),
+                cc.name(),
+                Box::pin(async move { cc.health().await }),
+                limit,
+            ));
+        }
+    }
     let adapters = futures::future::join_all(checks).await;
     let audit_sinks: Vec<SinkHealth> = st
         .ledger
@@ -159,6 +174,32 @@ pub(crate) async fn ready(State(st): State<AppState>) -> impl IntoResponse {
             audit_sinks,
         }),
     )
+}
+
+type HealthCall =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), adapters::AdapterError>> + Send>>;
+
+/// Runs one adapter's health call within `limit` and reads its breaker.
+async fn adapter_health(
+    breakers: &crate::breaker::Breakers,
+    force: String,
+    system: &'static str,
+    call: HealthCall,
+    limit: Duration,
+) -> AdapterHealth {
+    let (status, error) = match tokio::time::timeout(limit, call).await {
+        Ok(Ok(())) => ("up", None),
+        Ok(Err(e)) => ("down", Some(e.class.to_string())),
+        Err(_) => ("down", Some("timeout".into())),
+    };
+    let breaker = breakers.state(&force, system).as_str();
+    AdapterHealth {
+        force,
+        system: system.into(),
+        status,
+        error,
+        breaker,
+    }
 }
 
 /// Prometheus metrics.

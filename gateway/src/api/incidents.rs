@@ -267,7 +267,7 @@ pub(crate) async fn post_incident(
         ))
     })?;
     let sid = facts.submission_id.as_str();
-    let Some(force) = st.force_by_ihub_id.get(&facts.force_identifier).cloned() else {
+    let Some(force) = st.pipeline.force_for_ihub_id(facts.force_identifier) else {
         return Err(rejected(
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -139,6 +139,11 @@ fn open_writer(path: &Path, opts: &OpenOptions) -> Result<Connection> {
         )));
     }
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+    // Each operation of a group-commit batch runs in its own SAVEPOINT, whose statement
+    // sub-journal SQLite otherwise writes to a temporary file on disk (created, written and
+    // deleted per batch: the hot spot of a profile under load). Nothing durable lives there —
+    // the WAL commit is what is fsync'd — so keep it in memory.
+    conn.execute_batch("PRAGMA temp_store=MEMORY;")?;
     if let Some(max) = opts.max_size_bytes {
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let pages = (max as i64 / page_size).max(1);
