@@ -3,7 +3,7 @@
 
 use crate::{
     api,
-    auth::{AuthFailure, Credentials, Principal},
+    auth::{AuthFailure, Principal},
     config::Config,
     delivery::Pipeline,
     error::ApiError,
@@ -45,7 +45,7 @@ pub struct Inner {
     /// The journal.
     pub journal: Arc<dyn Journal>,
     /// API clients.
-    pub credentials: Credentials,
+    pub credentials: Arc<crate::auth::LiveCredentials>,
     /// Delivery pipeline (adapters per force).
     pub pipeline: Arc<Pipeline>,
     /// Wakes the dispatcher when new work is journalled.
@@ -214,14 +214,15 @@ async fn gatekeeper(State(st): State<AppState>, mut req: Request, next: Next) ->
     let mut res = if public {
         run(req).await
     } else {
-        match st.credentials.authenticate(req.headers()) {
+        let credentials = st.credentials.current();
+        match credentials.authenticate(req.headers()) {
             Ok(p) => {
                 principal = Some(p.clone());
                 req.extensions_mut().insert(p);
                 run(req).await
             }
             Err(failure) => {
-                let presented = st.credentials.presented_key(req.headers());
+                let presented = credentials.presented_key(req.headers());
                 let mut ev = ctx.audit(None, "auth.failure", "denied");
                 ev.detail = Some(serde_json::json!({
                     "route": route,

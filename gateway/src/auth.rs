@@ -42,7 +42,7 @@ impl Principal {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Client {
     hash: [u8; 32],
     principal: Principal,
@@ -68,6 +68,49 @@ pub struct Credentials {
 /// SHA-256 of a secret as lower-case hex (what `secret_sha256` holds).
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The credentials in force now: replaced whole by a configuration reload, so a client added,
+/// removed or given a new secret takes effect without a restart. Clients added at start outside
+/// the configuration (the embedded default's demo client) are carried over.
+#[derive(Debug)]
+pub struct LiveCredentials {
+    current: std::sync::RwLock<std::sync::Arc<Credentials>>,
+    kept: Vec<String>,
+}
+
+impl LiveCredentials {
+    /// Starts with `credentials`; the clients named in `kept` survive every reload.
+    pub fn new(credentials: Credentials, kept: Vec<String>) -> Self {
+        Self {
+            current: std::sync::RwLock::new(std::sync::Arc::new(credentials)),
+            kept,
+        }
+    }
+
+    /// The credentials now.
+    pub fn current(&self) -> std::sync::Arc<Credentials> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the credentials with those of `cfg` (plus the kept clients).
+    pub fn replace(&self, cfg: &AuthConfig) -> Result<(), String> {
+        let mut next = Credentials::new(cfg)?;
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in &self.kept {
+            if let Some(c) = current.clients.get(key) {
+                next.clients.insert(key.clone(), c.clone());
+            }
+        }
+        *current = std::sync::Arc::new(next);
+        Ok(())
+    }
 }
 
 impl Credentials {

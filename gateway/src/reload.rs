@@ -4,9 +4,10 @@
 //! configuration is refused with every problem named, and the running one stays.
 //!
 //! What a reload applies: everything under `forces.*` (records system — including the
-//! `athena_dw` → `athena` swap —, national platform, command and control, change detection).
-//! Other sections (`http`, `auth`, `journal`, `delivery`, `log`) are read and checked but need a
-//! restart; the answer names those that differ. A force added by a reload gets change detection,
+//! `athena_dw` → `athena` swap —, national platform, command and control, change detection) and
+//! `auth` (API clients: add, remove, rotate a secret). Other sections (`http`, `journal`,
+//! `delivery`, `log`) are read and checked but need a restart; the answer names those that
+//! differ. A force added by a reload gets change detection,
 //! deliveries and iHub submissions (routed by its `ihub_force_id`) at once; a force removed by
 //! a reload gets no new submissions (422 unknown force), and what it had journalled stays.
 
@@ -56,6 +57,9 @@ pub struct ReloadReport {
     pub records_swapped: Vec<String>,
     /// Forces running change detection.
     pub detecting: Vec<String>,
+    /// Whether API clients (`auth`) changed and now apply: added clients sign in, removed ones
+    /// are refused, new secrets replace old ones.
+    pub auth_reloaded: bool,
     /// Sections that changed but only take effect after a restart.
     pub restart_needed: Vec<String>,
 }
@@ -68,6 +72,7 @@ struct Running {
 
 /// Owns the live force configuration: the pipeline's runtimes and the change detectors.
 pub struct Reloader {
+    credentials: Arc<crate::auth::LiveCredentials>,
     journal: Arc<dyn Journal>,
     pipeline: Arc<Pipeline>,
     work_ready: Arc<Notify>,
@@ -173,8 +178,10 @@ impl Reloader {
         work_ready: Arc<Notify>,
         node: String,
         sim_athena: Option<String>,
+        credentials: Arc<crate::auth::LiveCredentials>,
     ) -> Self {
         Self {
+            credentials,
             journal,
             pipeline,
             work_ready,
@@ -281,6 +288,7 @@ impl Reloader {
             Ok(r) => serde_json::json!({
                 "signal": "SIGHUP",
                 "recordsSwapped": r.records_swapped,
+                "authReloaded": r.auth_reloaded,
                 "restartNeeded": r.restart_needed,
             }),
             Err(e) => serde_json::json!({ "signal": "SIGHUP", "error": e.to_string() }),
@@ -335,7 +343,6 @@ impl Reloader {
         let differs = |a: &dyn erased::Ser, b: &dyn erased::Ser| a.json() != b.json();
         for (name, changed) in [
             ("http", differs(&old.http, &config.http)),
-            ("auth", differs(&old.auth, &config.auth)),
             ("journal", differs(&old.journal, &config.journal)),
             ("delivery", differs(&old.delivery, &config.delivery)),
             ("log", differs(&old.log, &config.log)),
@@ -346,7 +353,19 @@ impl Reloader {
         }
         // Stop detection on the old runtimes before the new ones start, so one force is never
         // polled by two detectors of this node at once.
+        let auth_changed = differs(&old.auth, &config.auth);
+        if auth_changed {
+            // Built before anything is swapped, so a bad `auth` section changes nothing.
+            crate::auth::Credentials::new(&config.auth)
+                .map_err(|e| ReloadError::Invalid(vec![e]))?;
+        }
         Self::stop_detectors(&mut running).await;
+        if auth_changed {
+            self.credentials
+                .replace(&config.auth)
+                .map_err(|e| ReloadError::Invalid(vec![e]))?;
+            report.auth_reloaded = true;
+        }
         self.pipeline.swap(forces);
         running.config = config;
         self.start_detectors(&mut running);

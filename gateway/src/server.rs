@@ -82,13 +82,16 @@ impl Gateway {
         let pipeline = Arc::new(Pipeline::new(forces, mappings));
 
         let mut credentials = Credentials::new(&config.auth).map_err(anyhow::Error::msg)?;
+        let mut kept = Vec::new();
         if let Some(d) = demo {
             credentials.add(
                 &d.key,
                 &d.secret,
                 vec![Role::Ihub, Role::Operator, Role::Auditor],
             );
+            kept.push(d.key.clone());
         }
+        let credentials = Arc::new(crate::auth::LiveCredentials::new(credentials, kept));
         let work_ready = Arc::new(Notify::new());
         let node = format!("{}-{}", hostname(), std::process::id());
         let replay_runner = Arc::new(crate::jobs::ReplayRunner::new(
@@ -111,6 +114,7 @@ impl Gateway {
             work_ready.clone(),
             node,
             athena_sim.as_ref().map(AthenaSim::base_url),
+            credentials.clone(),
         ));
         let signer = crate::ledger::load_signer(&config.audit)?;
         let ledger = Arc::new(crate::ledger::AuditLedger::new(

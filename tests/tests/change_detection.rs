@@ -1114,3 +1114,78 @@ async fn a_force_added_by_reload_is_routed_submissions_without_a_restart() {
     .await;
     rig.stop().await;
 }
+
+/// API clients change on reload, without a restart: a client added signs in, a rotated secret
+/// replaces the old one at once, a removed client is refused; the reload names `auth` as applied
+/// and not as needing a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_clients_are_added_rotated_and_removed_by_reload() {
+    use gateway::{
+        auth::hash_secret,
+        config::{ClientConfig, Role},
+    };
+    let rig = DetectRig::start(|_, _, _| {}).await;
+    let client = |secret: &str| ClientConfig {
+        secret_sha256: hash_secret(secret),
+        roles: vec![Role::Operator],
+        forces: vec![FORCE.into()],
+        description: "added by reload".into(),
+    };
+    let status_as = |secret: &'static str| {
+        let api = nmpp_tests::Api::new(&rig.base_url, "newcomer", secret);
+        async move {
+            api.get("/v1/exchanges")
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        }
+    };
+    const FIRST: &str = "first-secret-0123456789abcdef";
+    const SECOND: &str = "second-secret-0123456789abcdef";
+    assert_eq!(status_as(FIRST).await, 401, "not configured yet");
+
+    rig.change_config(|c| {
+        c.auth.clients.insert("newcomer".into(), client(FIRST));
+    });
+    let (code, report) = rig.reload().await;
+    assert_eq!(code, 200, "{report}");
+    let applied = &report["data"]["attributes"];
+    assert_eq!(applied["authReloaded"], true, "{report}");
+    assert!(
+        !applied["restartNeeded"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s == "auth")),
+        "{report}"
+    );
+    assert_eq!(status_as(FIRST).await, 200, "added by the reload");
+
+    rig.change_config(|c| {
+        c.auth.clients.insert("newcomer".into(), client(SECOND));
+    });
+    assert_eq!(rig.reload().await.0, 200);
+    assert_eq!(
+        status_as(FIRST).await,
+        401,
+        "the old secret no longer works"
+    );
+    assert_eq!(status_as(SECOND).await, 200, "the rotated secret works");
+
+    rig.change_config(|c| {
+        c.auth.clients.remove("newcomer");
+    });
+    assert_eq!(rig.reload().await.0, 200);
+    assert_eq!(status_as(SECOND).await, 401, "removed by the reload");
+    // The clients that stayed are untouched.
+    assert_eq!(
+        rig.api()
+            .get("/v1/exchanges")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    rig.stop().await;
+}

@@ -44,13 +44,15 @@ pub(crate) struct ReloadAttributes {
     records_swapped: Vec<String>,
     /// Forces running change detection.
     detecting: Vec<String>,
+    /// Whether the API clients (`auth`) changed and now apply.
+    auth_reloaded: bool,
     /// Sections that changed but take effect only after a restart.
     restart_needed: Vec<String>,
 }
 
-/// Re-reads the configuration file and applies `forces.*` without a restart: adapters are
-/// rebuilt, change detection restarts (a records system that changed kind hands its position
-/// over). An invalid configuration is refused with every problem named and the running one
+/// Re-reads the configuration file and applies `forces.*` and `auth` without a restart:
+/// adapters are rebuilt, change detection restarts (a records system that changed kind hands
+/// its position over), API clients are replaced (added, removed, secrets rotated). An invalid configuration is refused with every problem named and the running one
 /// stays. Role `operator`.
 #[utoipa::path(post, path = "/v1/config/reload", tag = "Operations",
     responses(
@@ -74,11 +76,13 @@ pub(crate) async fn reload_config(
             forces,
             records_swapped,
             detecting,
+            auth_reloaded,
             restart_needed,
         }) => {
             let detail = serde_json::json!({
                 "reload": id,
                 "recordsSwapped": records_swapped,
+                "authReloaded": auth_reloaded,
                 "restartNeeded": restart_needed,
             });
             let doc = ReloadDocument {
@@ -89,6 +93,7 @@ pub(crate) async fn reload_config(
                         forces,
                         records_swapped,
                         detecting,
+                        auth_reloaded,
                         restart_needed,
                     },
                 },
