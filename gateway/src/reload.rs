@@ -5,10 +5,10 @@
 //!
 //! What a reload applies: everything under `forces.*` (records system — including the
 //! `athena_dw` → `athena` swap —, national platform, command and control, change detection).
-//! Other sections (`http`, `auth`, `journal`, `delivery`, `log`) are read and checked but need a
-//! restart; the answer names those that differ. A force added by a reload gets change detection
-//! and deliveries at once; iHub submissions are routed to it after the next restart (the
-//! inbound routing table is built at start).
+//! Other sections (`http`, `auth`, `journal`, `delivery`, `log`, `mappings`) are read and
+//! checked but need a restart; the answer names those that differ. A force added by a reload
+//! gets change detection and deliveries at once; iHub submissions are routed to it after the
+//! next restart (the inbound routing table is built at start).
 
 use crate::{
     config::{Config, ConfigError, ForceConfig, SIM_ATHENA},
@@ -338,6 +338,7 @@ impl Reloader {
             ("journal", differs(&old.journal, &config.journal)),
             ("delivery", differs(&old.delivery, &config.delivery)),
             ("log", differs(&old.log, &config.log)),
+            ("mappings", differs(&old.mappings, &config.mappings)),
         ] {
             if changed {
                 report.restart_needed.push(name.to_owned());

@@ -302,9 +302,8 @@ impl Mappings {
                 }
                 Some(family) => {
                     family.versions.insert(version, compiled);
-                    if !builtin {
-                        family.current = version;
-                    } else if version < family.current {
+                    // A force's file is its choice; among built-ins the oldest stays current.
+                    if !builtin || version < family.current {
                         family.current = version;
                     }
                 }
