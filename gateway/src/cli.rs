@@ -122,6 +122,12 @@ pub async fn show(
         "mapping      {}",
         d.mapping_version.as_deref().unwrap_or("-")
     )?;
+    if let Some(m) = &d.requested_mapping_version {
+        writeln!(
+            out,
+            "asked for    {m} (replay through another mapping version)"
+        )?;
+    }
     if let Some(n) = &d.next_attempt_at {
         writeln!(out, "next attempt {}", t(n))?;
     }

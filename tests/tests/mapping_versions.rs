@@ -256,6 +256,53 @@ async fn replay_through_another_mapping_version(journal_url: Option<String>) {
     let key_b = parent_b["idempotencyKey"].as_str().unwrap();
     assert_eq!(athena_postcode(&gw, key_b).as_deref(), Some(FIXED));
 
+    // One exchange from the CLI: the dry run prints its diff, then the replay goes through 2.0.0.
+    let c = parked_report(&gw).await;
+    let out = gw
+        .cli(&["replay", &c, "--mapping-version", V2, "--dry-run"])
+        .await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("exchange {c}: {V1} → {V2}")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("-    <Postcode>{TYPED}</Postcode>")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        api.exchange(&c).await["children"],
+        json!([]),
+        "a dry run replays nothing"
+    );
+    let out = gw.cli(&["replay", &c, "--mapping-version", V2]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("through {V2}")),
+        "{}",
+        out.stdout
+    );
+    let parent_c = api.exchange(&c).await;
+    let child_c = parent_c["children"][0].as_str().unwrap().to_owned();
+    let cc = api.wait_for_status(&child_c, "delivered", secs(30)).await;
+    assert_eq!(cc["mappingVersion"], V2, "{cc:#}");
+    let key_c = parent_c["idempotencyKey"].as_str().unwrap();
+    assert_eq!(athena_postcode(&gw, key_c).as_deref(), Some(FIXED));
+    let shown = gw.cli(&["exchanges", "show", &child_c]).await;
+    assert!(
+        shown.stdout.contains(&format!("mapping      {V2}")),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains(&format!("asked for    {V2}")),
+        "{}",
+        shown.stdout
+    );
+
     // Fresh deliveries still use the current version, 1.0.0.
     let fresh = api.submit_ok(&lower_case_postcode_report()).await;
     let f = api
