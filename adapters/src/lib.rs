@@ -96,3 +96,26 @@ impl RecordSystemConfig {
         }
     }
 }
+
+/// Checks that `requested` (`id@version`, asked for by a replay) is a loaded version of spec
+/// `id`, the spec that makes the payload at hand; returns its canonical name. Anything else is
+/// a non-retryable `mapping` error naming the versions that are loaded.
+pub(crate) fn versioned_spec(
+    mappings: &mappings::Mappings,
+    id: &str,
+    requested: &str,
+) -> Result<String, AdapterError> {
+    let name = mappings
+        .resolve(requested)
+        .map_err(|e| AdapterError::new(ErrorClass::Mapping, e.to_string()))?;
+    if name.split('@').next() != Some(id) {
+        return Err(AdapterError::new(
+            ErrorClass::Mapping,
+            format!(
+                "mapping {requested:?} does not make this payload, {id} does (loaded: {})",
+                mappings.versions(id).join(", ")
+            ),
+        ));
+    }
+    Ok(name)
+}

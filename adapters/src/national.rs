@@ -16,6 +16,32 @@ pub trait NationalPlatform: Send + Sync {
     /// Maps an NMPP domain event (`nmpp-event@1`) to the platform's format. Pure.
     fn prepare_event(&self, event: &serde_json::Value) -> Result<TargetPayload, AdapterError>;
 
+    /// The id of the mapping spec [`NationalPlatform::prepare_event`] runs
+    /// (`nmpp-to-ihub-event`); `None` when it maps through no spec.
+    fn event_spec(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// [`NationalPlatform::prepare_event`] through a given version of its spec
+    /// (`nmpp-to-ihub-event@1.0.0`, asked for by a replay); `None` is the current version. An
+    /// unknown version or another spec is a non-retryable `mapping` error.
+    fn prepare_event_with(
+        &self,
+        event: &serde_json::Value,
+        mapping: Option<&str>,
+    ) -> Result<TargetPayload, AdapterError> {
+        match mapping {
+            None => self.prepare_event(event),
+            Some(m) => Err(AdapterError::new(
+                crate::ErrorClass::Mapping,
+                format!(
+                    "{} maps no events through a spec, so it cannot use {m}",
+                    self.name()
+                ),
+            )),
+        }
+    }
+
     /// Maps an NMPP notification request (`nmpp-notification@1`). Pure.
     fn prepare_notification(
         &self,

@@ -122,6 +122,35 @@ pub trait RecordSystem: Send + Sync {
     fn prepare_crime_record(&self, nmpp: &serde_json::Value)
     -> Result<TargetPayload, AdapterError>;
 
+    /// The id of the mapping spec [`RecordSystem::prepare_crime_record`] runs
+    /// (`nmpp-to-athena`); `None` for a system that creates no crime records.
+    fn crime_record_spec(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// [`RecordSystem::prepare_crime_record`] through a given version of its spec
+    /// (`nmpp-to-athena@2.0.0`, asked for by a replay); `None` is the current version. A
+    /// version that is not loaded, or a spec that is not this system's crime-record spec, is a
+    /// non-retryable [`ErrorClass::Mapping`] error naming what is loaded.
+    ///
+    /// [`ErrorClass::Mapping`]: crate::ErrorClass::Mapping
+    fn prepare_crime_record_with(
+        &self,
+        nmpp: &serde_json::Value,
+        mapping: Option<&str>,
+    ) -> Result<TargetPayload, AdapterError> {
+        match mapping {
+            None => self.prepare_crime_record(nmpp),
+            Some(m) => Err(AdapterError::new(
+                crate::ErrorClass::Mapping,
+                format!(
+                    "{} maps no crime records through a spec, so it cannot use {m}",
+                    self.name()
+                ),
+            )),
+        }
+    }
+
     /// Sends a prepared "create crime record" payload.
     async fn create_crime_record(
         &self,

@@ -122,6 +122,12 @@ pub async fn show(
         "mapping      {}",
         d.mapping_version.as_deref().unwrap_or("-")
     )?;
+    if let Some(m) = &d.requested_mapping_version {
+        writeln!(
+            out,
+            "asked for    {m} (replay through another mapping version)"
+        )?;
+    }
     if let Some(n) = &d.next_attempt_at {
         writeln!(out, "next attempt {}", t(n))?;
     }
@@ -157,19 +163,118 @@ impl<'a> From<&'a ExchangeDetail> for ShowJson<'a> {
     }
 }
 
-/// `replay ID`.
-pub async fn replay_one(j: &dyn Journal, id: &str, out: &mut dyn Write) -> anyhow::Result<Uuid> {
+/// `replay ID [--mapping-version V] [--dry-run]`: replays one parked exchange, or shows the diff
+/// of the target payload it sent against the one a mapping version makes.
+pub async fn replay_one(
+    cfg: &Config,
+    j: &dyn Journal,
+    id: &str,
+    req: ReplayOne,
+    out: &mut dyn Write,
+) -> anyhow::Result<Option<Uuid>> {
     let id =
         Uuid::parse_str(id).with_context(|| format!("{id:?} is not an exchange id (a UUID)"))?;
+    let mappings = mappings_of(cfg)?;
+    let parent = j
+        .get(id)
+        .await?
+        .with_context(|| format!("exchange {id} not found"))?;
+    let mapping_version = match &req.mapping_version {
+        Some(v) => {
+            let name = crate::remap::check(&mappings, v)
+                .map_err(|why| anyhow::anyhow!("--mapping-version: {why}"))?;
+            crate::remap::fits(parent.mapping_version.as_deref(), &name).map_err(|why| {
+                anyhow::anyhow!(
+                    "--mapping-version: exchange {id} cannot be replayed through {name}: {why}"
+                )
+            })?;
+            Some(name)
+        }
+        None => None,
+    };
+    if req.dry_run {
+        let to = match (&mapping_version, &parent.mapping_version) {
+            (Some(to), _) => to.clone(),
+            (None, Some(sent)) => mappings.spec_version(sent.split('@').next().unwrap_or(sent)),
+            (None, None) => bail!(
+                "exchange {id} never sent a mapped payload: give --mapping-version (available: {})",
+                crate::remap::replayable(&mappings).join(", ")
+            ),
+        };
+        let diff = crate::remap::diff_one(j, &mappings, id, &to).await?;
+        let mut ev = cli_event(
+            "exchange.replay.dry_run",
+            Some(id.to_string()),
+            Some(serde_json::json!({ "mappingVersion": to, "changed": diff.changed })),
+        );
+        ev.force = Some(parent.summary.force.clone());
+        j.audit(ev).await?;
+        if req.json {
+            serde_json::to_writer_pretty(&mut *out, &diff)?;
+            writeln!(out)?;
+        } else {
+            print_diff(&diff, out)?;
+        }
+        return Ok(None);
+    }
+    let mut ev = cli_event("exchange.replay", None, None);
+    ev.force = Some(parent.summary.force.clone());
     let child = j
-        .replay(id, cli_event("exchange.replay", None, None))
+        .replay_with(
+            id,
+            replay::ReplayOptions {
+                mapping_version: mapping_version.clone(),
+                ..replay::ReplayOptions::default()
+            },
+            ev,
+        )
         .await?;
-    writeln!(out, "replaying exchange {id} as {child}")?;
+    match &mapping_version {
+        Some(m) => writeln!(out, "replaying exchange {id} as {child} through {m}")?,
+        None => writeln!(out, "replaying exchange {id} as {child}")?,
+    }
     writeln!(
         out,
         "a running gateway delivers it within its poll interval; follow it with: nmpp-gateway exchanges show {child}"
     )?;
-    Ok(child)
+    Ok(Some(child))
+}
+
+/// What `replay ID` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOne {
+    /// Map through this version (`spec@version`) instead of the current one.
+    pub mapping_version: Option<String>,
+    /// Show the diff of old and new target payloads; replay nothing.
+    pub dry_run: bool,
+    /// Print JSON instead of text.
+    pub json: bool,
+}
+
+/// The mapping specs as the gateway configured by `cfg` loads them (with its pinned versions).
+fn mappings_of(cfg: &Config) -> anyhow::Result<mappings::Mappings> {
+    cfg.mappings.load().map_err(anyhow::Error::msg)
+}
+
+/// Prints one exchange's mapping diff: a heading, then the unified diff (or why there is none).
+fn print_diff(d: &crate::remap::MappingDiff, out: &mut dyn Write) -> anyhow::Result<()> {
+    let from = d.from.as_deref().unwrap_or("nothing sent");
+    match (&d.error, d.changed) {
+        (Some(why), _) => writeln!(out, "exchange {}: no diff: {why}", d.exchange_id)?,
+        (None, false) => writeln!(
+            out,
+            "exchange {}: {} makes the same payload as was sent ({from})",
+            d.exchange_id, d.to
+        )?,
+        (None, true) => {
+            writeln!(out, "exchange {}: {from} → {}", d.exchange_id, d.to)?;
+            write!(out, "{}", d.diff)?;
+            if !d.diff.ends_with('\n') {
+                writeln!(out)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `audit verify`: returns whether the chain is intact.
@@ -456,6 +561,8 @@ pub struct BulkReplay {
     pub rate: Option<u32>,
     /// Only deliveries to this target system.
     pub target: Option<String>,
+    /// Map every replay through this version (`spec@version`) instead of the current one.
+    pub mapping_version: Option<String>,
     /// Create the job and return without following its progress.
     pub detach: bool,
     /// Print JSON (the plan or the job) instead of text.
@@ -484,12 +591,30 @@ pub async fn replay_bulk(
     {
         bail!("--filter force={f}: no such force in the configuration");
     }
+    let mapping_version = match &req.mapping_version {
+        Some(v) => Some(
+            crate::remap::check(&mappings_of(cfg)?, v)
+                .map_err(|why| anyhow::anyhow!("--mapping-version: {why}"))?,
+        ),
+        None => None,
+    };
+    if let Some(name) = &mapping_version {
+        crate::remap::narrow(&mut req.filter, name)
+            .map_err(|why| anyhow::anyhow!("--mapping-version: {why}"))?;
+    }
     if req.dry_run {
-        let plan = crate::jobs::dry_run(j, &req.filter, 10).await?;
+        let mut plan = crate::jobs::dry_run(j, &req.filter, 10).await?;
+        if let Some(to) = &mapping_version {
+            plan.diffs = crate::remap::diff_sample(j, &mappings_of(cfg)?, &plan.sample, to).await?;
+            plan.mapping_version = Some(to.clone());
+        }
         j.audit(cli_event(
             "exchange.replay_job.dry_run",
             None,
-            Some(serde_json::json!({ "filter": req.filter, "matching": plan.matching })),
+            Some(
+                serde_json::json!({ "filter": req.filter, "matching": plan.matching,
+                "mappingVersion": plan.mapping_version }),
+            ),
         ))
         .await?;
         if req.json {
@@ -504,6 +629,17 @@ pub async fn replay_bulk(
         )?;
         writeln!(out, "sample (newest first):")?;
         print_rows(&plan.sample, false, out)?;
+        if let Some(to) = &plan.mapping_version {
+            let changed = plan.diffs.iter().filter(|d| d.changed).count();
+            writeln!(
+                out,
+                "\nthrough {to}: {changed} of the {} sampled payload(s) would change",
+                plan.diffs.len()
+            )?;
+            for d in &plan.diffs {
+                print_diff(d, out)?;
+            }
+        }
         return Ok(());
     }
     let job = j
@@ -512,7 +648,7 @@ pub async fn replay_bulk(
                 filter: req.filter.clone(),
                 options: replay::ReplayOptions {
                     target: req.target.clone(),
-                    mapping_version: None,
+                    mapping_version,
                     rate_per_sec: req.rate,
                 },
                 created_by: cli_actor(),

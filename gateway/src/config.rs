@@ -44,6 +44,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// How the server works bulk replay jobs.
     pub replay: ReplayConfig,
+    /// Which version of each mapping spec fresh deliveries use.
+    pub mappings: MappingsConfig,
 }
 
 /// HTTP settings.
@@ -686,6 +688,42 @@ impl Default for ReplayConfig {
     }
 }
 
+/// Mapping specs: which version of each is current.
+///
+/// Several versions of a built-in spec can be loaded side by side (`nmpp-to-athena` 1.0.0 and
+/// 2.0.0). Fresh deliveries use each spec's **current** version: the one pinned here, or else
+/// the oldest built-in one, so that upgrading the gateway never changes what a force sends
+/// until it pins the new version here. Any loaded version can be asked for by a replay
+/// (`mappingVersion`), whatever is pinned. Read at start (a change needs a restart).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MappingsConfig {
+    /// Spec id → version (`MAJOR.MINOR.PATCH`) to use, e.g. `{ "nmpp-to-athena" = "2.0.0" }`.
+    pub current: BTreeMap<String, String>,
+}
+
+impl MappingsConfig {
+    /// The built-in mapping specs with the pinned versions made current; an unknown spec or
+    /// version is an error naming the key and what is loaded.
+    pub fn load(&self) -> Result<mappings::Mappings, String> {
+        let mut m = mappings::Mappings::builtin().map_err(|e| format!("mapping specs: {e}"))?;
+        let mut problems = Vec::new();
+        for (id, version) in &self.current {
+            if let Err(e) = m.pin(id, version) {
+                problems.push(format!(
+                    "mappings.current.{id}: {version:?} is not a loaded version (loaded: {})",
+                    e.available.join(", ")
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(m)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
 /// Configuration loading failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -881,6 +919,11 @@ impl Config {
                     ));
                 }
             }
+        }
+        if !self.mappings.current.is_empty()
+            && let Err(e) = self.mappings.load()
+        {
+            problems.push(e);
         }
         for (id, c) in &self.auth.clients {
             if c.secret_sha256.len() != 64 || hex::decode(&c.secret_sha256).is_err() {

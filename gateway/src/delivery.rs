@@ -161,7 +161,7 @@ impl Pipeline {
                 return (prepared, Err(e));
             }
         };
-        let payload = match national.prepare_event(&event) {
+        let payload = match national.prepare_event_with(&event, item.mapping_version.as_deref()) {
             Ok(p) => p,
             Err(e) => return (prepared, Err(e)),
         };
@@ -223,7 +223,12 @@ impl Pipeline {
             }
         };
         prepared.canonical = serde_json::to_vec(&nmpp).ok();
-        let payload = match rt.records.prepare_crime_record(&nmpp) {
+        // A replay may ask for another version of the target mapping; the attempt records the
+        // version used (`payload.mapping`).
+        let payload = match rt
+            .records
+            .prepare_crime_record_with(&nmpp, item.mapping_version.as_deref())
+        {
             Ok(p) => p,
             Err(e) => return (prepared, Err(e)),
         };

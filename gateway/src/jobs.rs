@@ -29,6 +29,13 @@ pub struct DryRun {
     /// The first few matching exchanges, newest first.
     #[schema(value_type = Vec<Object>)]
     pub sample: Vec<ExchangeSummary>,
+    /// The mapping version the replays would use, when the request asked for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping_version: Option<String>,
+    /// With a mapping version: for each exchange of the sample, the unified diff of the target
+    /// payload it sent against the one that version makes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diffs: Vec<crate::remap::MappingDiff>,
 }
 
 /// Counts and samples what a replay job over `filter` would cover.
@@ -58,6 +65,8 @@ pub async fn dry_run(
         matching,
         parked,
         sample,
+        mapping_version: None,
+        diffs: Vec::new(),
     })
 }
 

@@ -13,6 +13,7 @@
 //! - [`reload`] — re-reading the configuration and swapping force runtimes without a restart;
 //! - [`ledger`] — the audit ledger at run time: checkpoint signing, auditor export, audit sinks;
 //! - [`jobs`] — bulk replay jobs and retention, worked in the server through the journal;
+//! - [`remap`] — replaying through another mapping version: allowed versions, payload diffs;
 //! - [`server`] — assembling and running a gateway (used by `serve` and by tests);
 //! - [`cli`] — the operator commands of the `nmpp-gateway` binary.
 
@@ -31,6 +32,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod openapi;
 pub mod reload;
+pub mod remap;
 pub mod server;
 
 pub use app::{AppState, app};

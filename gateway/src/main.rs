@@ -34,8 +34,9 @@ enum Command {
     },
     /// Re-execute parked exchanges as new child exchanges linked to their parents: one by id, or
     /// every one matching `--filter` as a bulk replay job that running gateways work
-    /// (`--dry-run` first). `replay jobs` lists jobs; `--cancel JOB` and `--resume JOB` stop and
-    /// continue one.
+    /// (`--dry-run` first), optionally through another mapping version (`--mapping-version`,
+    /// whose `--dry-run` shows the diff of old and new payloads). `replay jobs` lists jobs;
+    /// `--cancel JOB` and `--resume JOB` stop and continue one.
     Replay {
         /// Exchange id, or `jobs` to list bulk replay jobs.
         id: Option<String>,
@@ -52,6 +53,11 @@ enum Command {
         /// Replay only deliveries to this target system (e.g. `athena`).
         #[arg(long)]
         target: Option<String>,
+        /// Map the replays through this version of their target mapping spec
+        /// (`nmpp-to-athena@2.0.0`) instead of the current one; with `--dry-run`, show the diff
+        /// of the payload each exchange sent against the one this version makes.
+        #[arg(long, value_name = "SPEC@VERSION")]
+        mapping_version: Option<String>,
         /// Create the job and return at once instead of showing its progress.
         #[arg(long)]
         detach: bool,
@@ -304,6 +310,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dry_run,
             rate,
             target,
+            mapping_version,
             detach,
             cancel,
             resume,
@@ -321,13 +328,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 (Some("jobs"), None, None) => gateway::cli::list_jobs(j, json, &mut out).await?,
                 (Some(id), None, None) => {
-                    if !filters.is_empty() || dry_run || rate.is_some() || target.is_some() {
+                    if !filters.is_empty() || rate.is_some() || target.is_some() {
                         anyhow::bail!(
-                            "give an exchange id or --filter, not both (--dry-run, --rate and \
-                             --target go with --filter)"
+                            "give an exchange id or --filter, not both (--rate and --target go \
+                             with --filter)"
                         );
                     }
-                    gateway::cli::replay_one(j, id, &mut out).await?;
+                    let one = gateway::cli::ReplayOne {
+                        mapping_version,
+                        dry_run,
+                        json,
+                    };
+                    gateway::cli::replay_one(&cfg, j, id, one, &mut out).await?;
                 }
                 (None, None, None) => {
                     let filter = gateway::cli::filter_from_args(&filters, None)?;
@@ -336,6 +348,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         dry_run,
                         rate,
                         target,
+                        mapping_version,
                         detach,
                         json,
                     };

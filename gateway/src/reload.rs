@@ -6,10 +6,10 @@
 //! What a reload applies: everything under `forces.*` (records system — including the
 //! `athena_dw` → `athena` swap —, national platform, command and control, change detection) and
 //! `auth` (API clients: add, remove, rotate a secret). Other sections (`http`, `journal`,
-//! `delivery`, `log`) are read and checked but need a restart; the answer names those that
-//! differ. A force added by a reload gets change detection,
-//! deliveries and iHub submissions (routed by its `ihub_force_id`) at once; a force removed by
-//! a reload gets no new submissions (422 unknown force), and what it had journalled stays.
+//! `delivery`, `log`, `mappings`) are read and checked but need a restart; the answer names
+//! those that differ. A force added by a reload gets change detection, deliveries and iHub
+//! submissions (routed by its `ihub_force_id`) at once; a force removed by a reload gets no new
+//! submissions (422 unknown force), and what it had journalled stays.
 
 use crate::{
     config::{Config, ConfigError, ForceConfig, SIM_ATHENA},
@@ -346,6 +346,7 @@ impl Reloader {
             ("journal", differs(&old.journal, &config.journal)),
             ("delivery", differs(&old.delivery, &config.delivery)),
             ("log", differs(&old.log, &config.log)),
+            ("mappings", differs(&old.mappings, &config.mappings)),
         ] {
             if changed {
                 report.restart_needed.push(name.to_owned());

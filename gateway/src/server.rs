@@ -74,7 +74,10 @@ impl Gateway {
         })?;
 
         let mappings = Arc::new(
-            mappings::Mappings::builtin().map_err(|e| anyhow::anyhow!("loading mappings: {e}"))?,
+            config
+                .mappings
+                .load()
+                .map_err(|e| anyhow::anyhow!("loading mappings: {e}"))?,
         );
         let forces = crate::reload::build_forces(&config, &mappings)
             .await

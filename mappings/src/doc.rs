@@ -315,8 +315,17 @@ fn rows_of(spec: &Spec) -> Vec<Row> {
     walk.rows
 }
 
-fn spec_section(out: &mut String, spec: &Spec, rows: &[Row]) {
+fn spec_section(out: &mut String, spec: &Spec, rows: &[Row], current: bool) {
     let _ = writeln!(out, "## `{}`\n", spec.name());
+    if !current {
+        let _ = writeln!(
+            out,
+            "Not the current version of `{}`: fresh deliveries do not use it. A replay can ask \
+             for it (`mappingVersion`), and the gateway's `[mappings] current` setting can make \
+             it current.\n",
+            spec.id
+        );
+    }
     if !spec.description.is_empty() {
         let _ = writeln!(out, "{}\n", spec.description.trim());
     }
@@ -381,7 +390,8 @@ fn spec_section(out: &mut String, spec: &Spec, rows: &[Row]) {
 }
 
 /// The documentation of `specs` as Markdown.
-pub(crate) fn render(specs: &[&Spec]) -> String {
+/// `specs`: every loaded version, each with whether it is its spec's current version.
+pub(crate) fn render(specs: &[(&Spec, bool)]) -> String {
     let mut out = String::from("# Mapping specs\n\n");
     let _ = writeln!(
         out,
@@ -389,9 +399,9 @@ pub(crate) fn render(specs: &[&Spec]) -> String {
          `[*]` means every element, `[k=v]` the elements whose `k` is `v`, `->rel` follows a \
          JSON:API relationship and `<-rel` finds the entities whose `rel` points here.\n"
     );
-    let all: Vec<(&Spec, Vec<Row>)> = specs.iter().map(|s| (*s, rows_of(s))).collect();
-    for (spec, rows) in &all {
-        spec_section(&mut out, spec, rows);
+    let all: Vec<(&Spec, Vec<Row>)> = specs.iter().map(|(s, _)| (*s, rows_of(s))).collect();
+    for ((spec, rows), (_, current)) in all.iter().zip(specs) {
+        spec_section(&mut out, spec, rows, *current);
     }
     for (a, a_rows) in &all {
         for (b, b_rows) in &all {

@@ -1,8 +1,10 @@
-//! The crate's three error types: one per audience.
+//! The crate's error types: one per audience.
 //!
 //! - [`FieldError`]: an inbound document broke a rule (told to the sender, e.g. iHub);
 //! - [`MappingError`]: a document could not be mapped by a spec (parks the exchange);
-//! - [`SpecError`]: a mapping spec file is wrong (told to the force integration team at start).
+//! - [`SpecError`]: a mapping spec file is wrong (told to the force integration team at start);
+//! - [`UnknownVersion`]: a mapping version was asked for (configuration, replay) that is not
+//!   loaded.
 
 /// One problem with an inbound document: which field, which rule, what to tell the caller.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -77,4 +79,15 @@ impl SpecError {
             message: message.into(),
         }
     }
+}
+
+/// A mapping version that is not loaded, with the versions that are (for the caller to show).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no mapping spec {requested:?} is loaded (loaded: {})", available.join(", "))]
+pub struct UnknownVersion {
+    /// What was asked for (`nmpp-to-athena@9.0.0`).
+    pub requested: String,
+    /// `id@version` of every loaded version of that id, oldest first (of every spec when the
+    /// id itself is unknown).
+    pub available: Vec<String>,
 }

@@ -12,7 +12,7 @@
 //! |---|---|
 //! | `schemas/nmpp/v1/` | the NMPP model v1 as JSON Schema (draft 2020-12): the contract |
 //! | `codelists/` | constrained-value lists (GNDR, CPNC, EGRP, ESDD, IVLD, BWST, ROLE, OUTCOME, VCRIGHT, CSTS, POCT, RANK, GRAD, TLEV) |
-//! | `specs/` | the built-in mapping specs: SDM → NMPP, NMPP ↔ Athena (create, read, writes), warehouse rows → NMPP, STORM, DAMS, iHub (see `SPEC-FORMAT.md`) |
+//! | `specs/` | the built-in mapping specs: SDM → NMPP, NMPP ↔ Athena (create, read, writes), warehouse rows → NMPP, STORM, DAMS, iHub (see `SPEC-FORMAT.md`); `*.vN.toml` is version N, several versions of one spec load side by side ([`Mappings`]) |
 //! | `src/model/` | the NMPP types added for the force adapters ([`model::CaseRecord`], …) and the Live-schema compatibility check ([`model::compat`]) |
 //! | `src/fuzzing.rs` | entry points of the fuzz targets in `fuzz/` ([`fuzzing`]) |
 //! | `benches/throughput.rs` | mapping throughput beside raw serde_json / quick-xml, one run |
@@ -53,7 +53,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 pub use codelist::{CodeList, CodeLists, codelists};
-pub use error::{FieldError, MappingError, SpecError};
+pub use error::{FieldError, MappingError, SpecError, UnknownVersion};
 pub use sdm::{SdmFacts, validate_sdm};
 
 use engine::{Spec, TargetFormat};
@@ -98,6 +98,10 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
     (
         "specs/nmpp-to-athena.v1.toml",
         include_str!("../specs/nmpp-to-athena.v1.toml"),
+    ),
+    (
+        "specs/nmpp-to-athena.v2.toml",
+        include_str!("../specs/nmpp-to-athena.v2.toml"),
     ),
     (
         "specs/athena-to-nmpp-case.v1.toml",
@@ -149,20 +153,52 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The loaded, validated mapping specs, by id.
+/// The loaded, validated mapping specs, by id and version.
+///
+/// Several versions of a spec are loaded side by side (`nmpp-to-athena@1.0.0` and
+/// `nmpp-to-athena@2.0.0`); one of them is its **current** version, the one a plain id
+/// (`"nmpp-to-athena"`) means and fresh deliveries use. The others are there for replays that
+/// ask for them (`"nmpp-to-athena@2.0.0"`). Which version is current:
+///
+/// - a version pinned with [`Mappings::pin`] (the gateway's `[mappings] current` setting);
+/// - else the newest version loaded from a force's own file ([`Mappings::from_sources`],
+///   [`Mappings::load_dir`]): a file the force put there is its choice;
+/// - else the **oldest** built-in version, so that a gateway upgrade that ships a new built-in
+///   version never changes what a force delivers until the force pins it.
 ///
 /// Build it once at start ([`Mappings::builtin`], [`Mappings::load_dir`],
 /// [`Mappings::from_sources`]) and share it (`Arc<Mappings>`): it is immutable, `Send` and
 /// `Sync`, and every mapping call is a pure function of the spec and the document.
 pub struct Mappings {
-    specs: BTreeMap<String, Arc<Spec>>,
+    specs: BTreeMap<String, Family>,
+}
+
+/// `MAJOR.MINOR.PATCH`, ordered numerically (the loader accepts nothing else).
+type Semver = (u64, u64, u64);
+
+fn parse_semver(s: &str) -> Option<Semver> {
+    let mut parts = s.split('.').map(|p| p.parse::<u64>().ok());
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(Some(a)), Some(Some(b)), Some(Some(c)), None) => Some((a, b, c)),
+        _ => None,
+    }
+}
+
+/// Every loaded version of one spec id.
+struct Family {
+    versions: BTreeMap<Semver, Arc<Spec>>,
+    current: Semver,
+}
+
+impl Family {
+    fn current(&self) -> &Arc<Spec> {
+        &self.versions[&self.current]
+    }
 }
 
 impl fmt::Debug for Mappings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.specs.values().map(|s| s.name()))
-            .finish()
+        f.debug_list().entries(self.spec_ids()).finish()
     }
 }
 
@@ -179,21 +215,22 @@ impl Mappings {
         Self {
             specs: BTreeMap::new(),
         }
-        .with_sources(BUILTIN_SPECS.iter().copied())
+        .with_sources(BUILTIN_SPECS.iter().copied(), true)
     }
 
     /// The built-in specs, then `sources` (`(file name, TOML text)`) in order.
     ///
-    /// A source whose `id` is already loaded replaces that spec; a source with
-    /// `extends = "ID"` is merged over the spec loaded under that id (see `SPEC-FORMAT.md`,
-    /// "Overrides").
+    /// A source whose `id@version` is already loaded replaces that spec; a new version of a
+    /// loaded id is added beside the others and becomes the current one. A source with
+    /// `extends = "ID"` (or `"ID@VERSION"`) is merged over the current (or that) version of the
+    /// spec (see `SPEC-FORMAT.md`, "Overrides").
     pub fn from_sources<I, N, T>(sources: I) -> Result<Self, SpecError>
     where
         I: IntoIterator<Item = (N, T)>,
         N: AsRef<str>,
         T: AsRef<str>,
     {
-        Self::builtin()?.with_sources(sources)
+        Self::builtin()?.with_sources(sources, false)
     }
 
     /// The built-in specs, then every `*.toml` file of `dir` in file-name order (a force's own
@@ -223,7 +260,7 @@ impl Mappings {
         Self::from_sources(sources)
     }
 
-    fn with_sources<I, N, T>(mut self, sources: I) -> Result<Self, SpecError>
+    fn with_sources<I, N, T>(mut self, sources: I, builtin: bool) -> Result<Self, SpecError>
     where
         I: IntoIterator<Item = (N, T)>,
         N: AsRef<str>,
@@ -233,14 +270,13 @@ impl Mappings {
             let def = spec::parse(name.as_ref(), text.as_ref())?;
             let def = match &def.extends {
                 Some(base_id) => {
-                    let Some(base) = self.specs.get(base_id.get_ref()) else {
-                        let known: Vec<&str> = self.specs.keys().map(String::as_str).collect();
+                    let Some(base) = self.lookup(base_id.get_ref()) else {
                         return Err(def.origin.error(
                             &base_id.span(),
                             format!(
                                 "extends {:?}, which is not loaded (loaded: {})",
                                 base_id.get_ref(),
-                                known.join(", ")
+                                self.spec_ids().join(", ")
                             ),
                         ));
                     };
@@ -250,32 +286,109 @@ impl Mappings {
                 None => def,
             };
             let compiled = spec::compile::compile(def)?;
-            self.specs.insert(compiled.id.clone(), Arc::new(compiled));
+            // compile() checked the version is MAJOR.MINOR.PATCH.
+            let version = parse_semver(&compiled.version).unwrap_or_default();
+            let id = compiled.id.clone();
+            let compiled = Arc::new(compiled);
+            match self.specs.get_mut(&id) {
+                None => {
+                    self.specs.insert(
+                        id,
+                        Family {
+                            versions: BTreeMap::from([(version, compiled)]),
+                            current: version,
+                        },
+                    );
+                }
+                Some(family) => {
+                    family.versions.insert(version, compiled);
+                    // A force's file is its choice; among built-ins the oldest stays current.
+                    if !builtin || version < family.current {
+                        family.current = version;
+                    }
+                }
+            }
         }
         Ok(self)
     }
 
-    /// `id@version` of every loaded spec.
+    /// The spec `name` names: `id` (its current version) or `id@MAJOR.MINOR.PATCH`.
+    fn lookup(&self, name: &str) -> Option<&Arc<Spec>> {
+        match name.split_once('@') {
+            None => self.specs.get(name).map(Family::current),
+            Some((id, version)) => self.specs.get(id)?.versions.get(&parse_semver(version)?),
+        }
+    }
+
+    /// Makes `version` (`MAJOR.MINOR.PATCH`) the current version of spec `id`: what a plain
+    /// id, and so every fresh delivery, uses from now on.
+    pub fn pin(&mut self, id: &str, version: &str) -> Result<(), UnknownVersion> {
+        let requested = format!("{id}@{version}");
+        let available = self.versions(id);
+        match (self.specs.get_mut(id), parse_semver(version)) {
+            (Some(family), Some(v)) if family.versions.contains_key(&v) => {
+                family.current = v;
+                Ok(())
+            }
+            _ => Err(UnknownVersion {
+                requested,
+                available: if available.is_empty() {
+                    self.spec_ids()
+                } else {
+                    available
+                },
+            }),
+        }
+    }
+
+    /// The canonical `id@version` of the spec `name` names (`id` for its current version, or
+    /// `id@MAJOR.MINOR.PATCH`), or what is loaded instead.
+    pub fn resolve(&self, name: &str) -> Result<String, UnknownVersion> {
+        self.lookup(name.trim()).map(|s| s.name()).ok_or_else(|| {
+            let id = name.trim().split('@').next().unwrap_or_default();
+            let available = self.versions(id);
+            UnknownVersion {
+                requested: name.to_owned(),
+                available: if available.is_empty() {
+                    self.spec_ids()
+                } else {
+                    available
+                },
+            }
+        })
+    }
+
+    /// `id@version` of every loaded version of spec `id`, oldest first (empty when the id is
+    /// not loaded).
+    pub fn versions(&self, id: &str) -> Vec<String> {
+        self.specs
+            .get(id)
+            .map(|f| f.versions.values().map(|s| s.name()).collect())
+            .unwrap_or_default()
+    }
+
+    /// `id@version` of every loaded spec, every version, by id then oldest first.
     pub fn spec_ids(&self) -> Vec<String> {
-        self.specs.values().map(|s| s.name()).collect()
+        self.specs
+            .values()
+            .flat_map(|f| f.versions.values().map(|s| s.name()))
+            .collect()
     }
 
     fn spec(&self, id: &str) -> Result<&Spec, MappingError> {
-        self.specs
-            .get(id)
-            .map(|s| &**s)
-            .ok_or_else(|| MappingError {
-                spec: id.to_owned(),
-                path: String::new(),
-                message: format!(
-                    "no mapping spec with id {id:?} (loaded: {})",
-                    self.spec_ids().join(", ")
-                ),
-            })
+        self.lookup(id).map(|s| &**s).ok_or_else(|| MappingError {
+            spec: id.to_owned(),
+            path: String::new(),
+            message: format!(
+                "no mapping spec with id {id:?} (loaded: {})",
+                self.spec_ids().join(", ")
+            ),
+        })
     }
 
-    /// Runs spec `id` over `source` and returns the target tree. Output of a spec whose target
-    /// model is [`NMPP_MODEL`] is checked against the NMPP v1 JSON Schema.
+    /// Runs spec `id` (its current version, or the version `id@MAJOR.MINOR.PATCH` names) over
+    /// `source` and returns the target tree. Output of a spec whose target model is
+    /// [`NMPP_MODEL`] is checked against the NMPP v1 JSON Schema.
     pub fn map(&self, id: &str, source: &Value) -> Result<Value, MappingError> {
         let spec = self.spec(id)?;
         let out = engine::run(spec, source)?;
@@ -356,8 +469,7 @@ impl Mappings {
 
     /// The `[source] model` and `[target] model` of spec `id`.
     pub fn models(&self, id: &str) -> Option<(&str, &str)> {
-        self.specs
-            .get(id)
+        self.lookup(id)
             .map(|s| (s.source_model.as_str(), s.target_model.as_str()))
     }
 
@@ -372,19 +484,35 @@ impl Mappings {
         self.render(NMPP_TO_ATHENA, nmpp)
     }
 
-    /// `id@version` of the spec with this id (for the journal); `id@unknown` if not loaded.
+    /// `id@version` of the spec `id` names (its current version, or `id@version` itself; for
+    /// the journal); `id@unknown` if not loaded.
     pub fn spec_version(&self, id: &str) -> String {
+        self.lookup(id).map_or_else(
+            || format!("{}@unknown", id.split('@').next().unwrap_or_default()),
+            |s| s.name(),
+        )
+    }
+
+    /// Whether `id@version` is the current version of its spec.
+    fn is_current(&self, spec: &Spec) -> bool {
         self.specs
-            .get(id)
-            .map_or_else(|| format!("{id}@unknown"), |s| s.name())
+            .get(&spec.id)
+            .is_some_and(|f| f.current().version == spec.version)
     }
 
     /// Markdown documentation of every loaded spec: per spec a table of target field ←
     /// source field with transforms, code lists and conditions, its code tables, and for specs
     /// that chain (one's target model is another's source model) the lineage from the first
     /// source through NMPP to the last target.
+    ///
+    /// Every loaded version is documented, each marked current or not.
     pub fn document(&self) -> String {
-        let specs: Vec<&Spec> = self.specs.values().map(|s| &**s).collect();
+        let specs: Vec<(&Spec, bool)> = self
+            .specs
+            .values()
+            .flat_map(|f| f.versions.values())
+            .map(|s| (&**s, self.is_current(s)))
+            .collect();
         doc::render(&specs)
     }
 }

@@ -287,3 +287,105 @@ fn the_examples_in_spec_format_md_are_valid() {
     }
     assert!(specs >= 2, "expected whole specs among the examples");
 }
+
+/// An NMPP document with one location postcode, enough for `nmpp-to-athena`.
+fn nmpp_with_postcode(postcode: &str) -> serde_json::Value {
+    serde_json::json!({
+        "submission": { "forceIdentifier": 42, "submissionId": "s-1" },
+        "incident": { "location": { "postcode": postcode } },
+        "parties": []
+    })
+}
+
+#[test]
+fn versions_of_a_spec_load_side_by_side_and_the_oldest_built_in_one_is_current() {
+    let m = Mappings::builtin().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        m.versions("nmpp-to-athena"),
+        ["nmpp-to-athena@1.0.0", "nmpp-to-athena@2.0.0"]
+    );
+    assert_eq!(m.spec_version("nmpp-to-athena"), "nmpp-to-athena@1.0.0");
+    assert_eq!(
+        m.spec_version("nmpp-to-athena@2.0.0"),
+        "nmpp-to-athena@2.0.0"
+    );
+    let doc = nmpp_with_postcode(" mk40 1aa");
+    let v1 = m
+        .render("nmpp-to-athena", &doc)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let v2 = m
+        .render("nmpp-to-athena@2.0.0", &doc)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(v1.contains("<Postcode> mk40 1aa</Postcode>"), "{v1}");
+    assert!(v2.contains("<Postcode>MK40 1AA</Postcode>"), "{v2}");
+    // Nothing else differs: 2.0.0 extends 1.0.0 and replaces one rule.
+    assert_eq!(v1.replace(" mk40 1aa", "MK40 1AA"), v2);
+
+    assert_eq!(
+        m.resolve("nmpp-to-athena").as_deref(),
+        Ok("nmpp-to-athena@1.0.0")
+    );
+    let e = m
+        .resolve("nmpp-to-athena@3.0.0")
+        .err()
+        .unwrap_or_else(|| panic!("3.0.0 is not loaded"));
+    assert_eq!(
+        e.available,
+        ["nmpp-to-athena@1.0.0", "nmpp-to-athena@2.0.0"]
+    );
+    assert!(
+        e.to_string()
+            .contains("(loaded: nmpp-to-athena@1.0.0, nmpp-to-athena@2.0.0)"),
+        "{e}"
+    );
+    let err = m
+        .map("nmpp-to-athena@3.0.0", &doc)
+        .err()
+        .map(|e| e.message)
+        .unwrap_or_default();
+    assert!(err.contains("no mapping spec"), "{err}");
+}
+
+#[test]
+fn pinning_chooses_the_current_version() {
+    let mut m = Mappings::builtin().unwrap_or_else(|e| panic!("{e}"));
+    m.pin("nmpp-to-athena", "2.0.0")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.spec_version("nmpp-to-athena"), "nmpp-to-athena@2.0.0");
+    let out = m
+        .nmpp_to_athena_xml(&nmpp_with_postcode("mk40 1aa"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("<Postcode>MK40 1AA</Postcode>"), "{out}");
+    let e = m
+        .pin("nmpp-to-athena", "2.1.0")
+        .err()
+        .unwrap_or_else(|| panic!("2.1.0 is not loaded"));
+    assert_eq!(e.requested, "nmpp-to-athena@2.1.0");
+    assert_eq!(
+        e.available,
+        ["nmpp-to-athena@1.0.0", "nmpp-to-athena@2.0.0"]
+    );
+    assert!(m.pin("nope", "1.0.0").is_err());
+    assert_eq!(m.spec_version("nmpp-to-athena"), "nmpp-to-athena@2.0.0");
+}
+
+#[test]
+fn a_forces_new_version_becomes_current_and_can_extend_a_given_version() {
+    // Extends 2.0.0 explicitly (the current built-in is 1.0.0) and changes one more thing.
+    let m = load(
+        "id = \"nmpp-to-athena\"\nversion = \"2.1.0\"\nextends = \"nmpp-to-athena@2.0.0\"\n\n\
+         [codes.athena-role]\nmap = { victim = \"V\" }\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.spec_version("nmpp-to-athena"), "nmpp-to-athena@2.1.0");
+    assert_eq!(m.versions("nmpp-to-athena").len(), 3);
+    let out = m
+        .nmpp_to_athena_xml(&nmpp_with_postcode("mk40 1aa"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("<Postcode>MK40 1AA</Postcode>"), "{out}");
+    let e = error("id = \"x\"\nversion = \"1.0.0\"\nextends = \"nmpp-to-athena@7.0.0\"\n");
+    assert!(
+        e.starts_with("force/test.toml:3: extends \"nmpp-to-athena@7.0.0\", which is not loaded"),
+        "{e}"
+    );
+}

@@ -502,6 +502,20 @@ async fn mappings_doc_writes_every_spec_and_names_a_spec_file_that_does_not_load
         "{doc}"
     );
     assert!(doc.contains("## Lineage: `ihub-sdm@1` → `nmpp@1` → `athena-crime-record@1`"));
+    // Every version of a spec, the ones that are not current marked so.
+    let v2 = doc
+        .split("## `nmpp-to-athena@2.0.0`")
+        .nth(1)
+        .expect("nmpp-to-athena@2.0.0 is documented");
+    assert!(
+        v2.trim_start()
+            .starts_with("Not the current version of `nmpp-to-athena`"),
+        "{v2}"
+    );
+    assert!(
+        v2.contains("| `People.Person[].Address.Postcode` | `parties[*].contact.addresses[0].postcode` | trim, uppercase |"),
+        "{v2}"
+    );
 
     // A force's spec directory with a file that is not valid TOML: named with its line, exit 1.
     let specs = tempfile::tempdir().unwrap();

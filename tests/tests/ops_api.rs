@@ -528,6 +528,28 @@ async fn replay_by_filter_dry_runs_then_replays_each_parked_exchange_once() {
     assert_eq!(a["matching"], 3, "{plan}");
     assert_eq!(a["parked"], 3, "{plan}");
     assert_eq!(a["sample"].as_array().unwrap().len(), 3, "{plan}");
+    // Through a loaded mapping version: a diff entry per sampled exchange (these skeletons
+    // have no postcode, the only thing 2.0.0 changes, so nothing differs).
+    let res = api
+        .post("/v1/replay-jobs")
+        .json(
+            &json!({ "filter": { "status": "parked", "force": FORCE }, "dryRun": true,
+            "mappingVersion": "nmpp-to-athena@2.0.0" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let plan: Value = res.json().await.unwrap();
+    let a = &plan["data"]["attributes"];
+    assert_eq!(a["mappingVersion"], "nmpp-to-athena@2.0.0", "{plan}");
+    let diffs = a["diffs"].as_array().unwrap();
+    assert_eq!(diffs.len(), 3, "{plan}");
+    for d in diffs {
+        assert_eq!(d["from"], "nmpp-to-athena@1.0.0", "{plan}");
+        assert_eq!(d["changed"], false, "{plan}");
+        assert_eq!(d["diff"], "", "{plan}");
+    }
     let all = api.get_json("/v1/replay-jobs").await;
     assert_eq!(
         all["data"].as_array().unwrap().len(),
@@ -548,9 +570,14 @@ async fn replay_by_filter_dry_runs_then_replays_each_parked_exchange_once() {
             json!({ "filter": { "status": "parked" }, "target": "storm" }),
             "target",
         ),
+        // A mapping version that is not loaded (the error lists those that are).
         (
             json!({ "filter": { "status": "parked" }, "mappingVersion": "athena@2" }),
             "mappingVersion",
+        ),
+        (
+            json!({ "filter": { "status": "parked" }, "mappingVersion": "athena@2" }),
+            "nmpp-to-athena@2.0.0",
         ),
         (json!({ "filter": "status=parked" }), "filter"),
     ] {

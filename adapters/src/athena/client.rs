@@ -154,7 +154,19 @@ impl RecordSystem for AthenaClient {
         &self,
         nmpp: &serde_json::Value,
     ) -> Result<TargetPayload, AdapterError> {
-        mapping::crime_record(&self.mappings, nmpp)
+        mapping::crime_record(&self.mappings, nmpp, None)
+    }
+
+    fn crime_record_spec(&self) -> Option<&'static str> {
+        Some(mapping::CRIME_RECORD_SPEC)
+    }
+
+    fn prepare_crime_record_with(
+        &self,
+        nmpp: &serde_json::Value,
+        version: Option<&str>,
+    ) -> Result<TargetPayload, AdapterError> {
+        mapping::crime_record(&self.mappings, nmpp, version)
     }
 
     #[tracing::instrument(

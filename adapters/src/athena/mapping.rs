@@ -68,17 +68,24 @@ pub(crate) const CRIME_RECORD_SPEC: &str = "nmpp-to-athena";
 /// The media type Athena accepts and answers with.
 pub(crate) const XML: &str = "application/xml";
 
-/// Maps a canonical NMPP submission to the Athena "create crime record" payload.
+/// Maps a canonical NMPP submission to the Athena "create crime record" payload, through the
+/// current version of [`CRIME_RECORD_SPEC`] or the version `version` names
+/// (`nmpp-to-athena@2.0.0`).
 pub(crate) fn crime_record(
     mappings: &Mappings,
     nmpp: &serde_json::Value,
+    version: Option<&str>,
 ) -> Result<TargetPayload, AdapterError> {
+    let spec = match version {
+        None => CRIME_RECORD_SPEC.to_owned(),
+        Some(v) => crate::versioned_spec(mappings, CRIME_RECORD_SPEC, v)?,
+    };
     let body = mappings
-        .nmpp_to_athena_xml(nmpp)
+        .render(&spec, nmpp)
         .map_err(|e| AdapterError::new(ErrorClass::Mapping, e.to_string()))?;
     Ok(TargetPayload {
         content_type: XML.to_owned(),
         body,
-        mapping: mappings.spec_version(CRIME_RECORD_SPEC),
+        mapping: mappings.spec_version(&spec),
     })
 }

@@ -355,6 +355,40 @@ async fn prepare_wraps_the_mapping_result() {
     }
 }
 
+#[tokio::test]
+async fn prepare_through_a_requested_mapping_version() {
+    let sim = sim().await;
+    let athena = client(&sim);
+    let nmpp = serde_json::json!({
+        "submission": { "forceIdentifier": 42, "submissionId": "s-1" },
+        "incident": { "location": { "postcode": "mk40 1aa" } },
+        "parties": []
+    });
+    assert_eq!(athena.crime_record_spec(), Some("nmpp-to-athena"));
+    let current = athena.prepare_crime_record_with(&nmpp, None).expect("maps");
+    assert_eq!(current.mapping, "nmpp-to-athena@1.0.0");
+    assert!(current.body.contains("<Postcode>mk40 1aa</Postcode>"));
+    let v2 = athena
+        .prepare_crime_record_with(&nmpp, Some("nmpp-to-athena@2.0.0"))
+        .expect("maps");
+    assert_eq!(v2.mapping, "nmpp-to-athena@2.0.0");
+    assert!(
+        v2.body.contains("<Postcode>MK40 1AA</Postcode>"),
+        "{}",
+        v2.body
+    );
+    // A version that is not loaded, or another spec: a non-retryable mapping error naming what
+    // is loaded.
+    for asked in ["nmpp-to-athena@9.0.0", "nmpp-to-ihub-event@1.0.0"] {
+        let e = athena
+            .prepare_crime_record_with(&nmpp, Some(asked))
+            .expect_err("refused");
+        assert_eq!(e.class, ErrorClass::Mapping, "{e}");
+        assert!(!e.is_retryable());
+        assert!(e.message.contains("nmpp-to-athena@2.0.0"), "{asked}: {e}");
+    }
+}
+
 #[test]
 fn config_defaults_secret_and_unknown_fields() {
     let cfg: AthenaConfig = serde_json::from_value(serde_json::json!({

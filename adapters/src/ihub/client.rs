@@ -188,6 +188,24 @@ impl NationalPlatform for IhubClient {
         mapping::render(&self.mappings, mapping::EVENT_SPEC, event)
     }
 
+    fn event_spec(&self) -> Option<&'static str> {
+        Some(mapping::EVENT_SPEC)
+    }
+
+    fn prepare_event_with(
+        &self,
+        event: &serde_json::Value,
+        version: Option<&str>,
+    ) -> Result<TargetPayload, AdapterError> {
+        match version {
+            None => self.prepare_event(event),
+            Some(v) => {
+                let spec = crate::versioned_spec(&self.mappings, mapping::EVENT_SPEC, v)?;
+                mapping::render(&self.mappings, &spec, event)
+            }
+        }
+    }
+
     fn prepare_notification(
         &self,
         notification: &serde_json::Value,

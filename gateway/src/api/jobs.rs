@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 /// Parses a JSON body; a syntax error or a field of the wrong type or name is a 400 naming the
 /// field (`source.pointer`).
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+pub(super) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -43,7 +43,7 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     })
 }
 
-fn bad_body(field: &str, rule: &str, detail: impl Into<String>) -> ApiError {
+pub(super) fn bad_body(field: &str, rule: &str, detail: impl Into<String>) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
         "request.body",
@@ -77,6 +77,12 @@ pub(crate) struct ReplayJobRequest {
     /// How many matching exchanges a dry run shows (default 10, at most 100).
     #[serde(default)]
     sample: Option<usize>,
+    /// Map every replay through this version of its target mapping spec
+    /// (`nmpp-to-athena@2.0.0`) instead of the current one. With `dryRun`, the answer shows for
+    /// each exchange of the sample the unified diff of the payload it sent against the one this
+    /// version makes. A version that is not loaded is a 400 listing those that are.
+    #[serde(default)]
+    mapping_version: Option<String>,
 }
 
 /// A replay job as a JSON:API document.
@@ -124,7 +130,8 @@ fn may_see_job(p: &Principal, job: &ReplayJob) -> bool {
 /// Replays every parked exchange matching a filter, as a job the gateway works in the
 /// background (at `ratePerSec`, resumable by any node), or with `dryRun` counts and samples
 /// what it would replay. Each replay is a child of its parent, sent with the parent's
-/// idempotency key.
+/// idempotency key, mapped through `mappingVersion` when given (with `dryRun`: the diff of old
+/// and new target payloads of the sample, before anything is sent).
 #[utoipa::path(post, path = "/v1/replay-jobs", tag = "Operations",
     request_body(content = ReplayJobRequest, content_type = "application/json"),
     responses(
@@ -191,13 +198,40 @@ pub(crate) async fn create_replay_job(
             _ => filter.target = Some(t.clone()),
         }
     }
+    let mapping_version = match &req.mapping_version {
+        Some(v) => Some(
+            crate::remap::check(st.pipeline.mappings(), v).map_err(|why| {
+                bad_body("mappingVersion", "enum", format!("mappingVersion: {why}"))
+            })?,
+        ),
+        None => None,
+    };
+    if let Some(name) = &mapping_version {
+        crate::remap::narrow(&mut filter, name).map_err(|why| {
+            bad_body(
+                "mappingVersion",
+                "consistent",
+                format!("mappingVersion: {why}"),
+            )
+        })?;
+    }
     if req.dry_run {
-        let plan = crate::jobs::dry_run(
+        let mut plan = crate::jobs::dry_run(
             st.journal.as_ref(),
             &filter,
             req.sample.unwrap_or(10).min(100),
         )
         .await?;
+        if let Some(to) = &mapping_version {
+            plan.diffs = crate::remap::diff_sample(
+                st.journal.as_ref(),
+                st.pipeline.mappings(),
+                &plan.sample,
+                to,
+            )
+            .await?;
+            plan.mapping_version = Some(to.clone());
+        }
         let body = DryRunDocument {
             data: ExchangeResource {
                 kind: "replay-plan",
@@ -213,7 +247,8 @@ pub(crate) async fn create_replay_job(
                 object_type: Some("replay_job"),
                 force,
                 detail: Some(serde_json::json!({ "filter": filter,
-                    "matching": body.data.attributes.matching })),
+                    "matching": body.data.attributes.matching,
+                    "mappingVersion": body.data.attributes.mapping_version })),
                 ..Default::default()
             },
         ));
@@ -227,7 +262,7 @@ pub(crate) async fn create_replay_job(
                 filter,
                 options: ReplayOptions {
                     target: req.target,
-                    mapping_version: None,
+                    mapping_version,
                     rate_per_sec: req.rate_per_sec,
                 },
                 created_by: p.key.clone(),

@@ -8,6 +8,7 @@ use crate::{
 };
 use axum::{
     Extension, Json,
+    body::Bytes,
     extract::{Path, Query, State, rejection::QueryRejection},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -317,13 +318,43 @@ pub(crate) struct ReplayAttributes {
     status: &'static str,
 }
 
+/// Options of a replay of one exchange. The body is optional: none replays through the
+/// current mapping.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ReplayRequest {
+    /// Map the replay through this version of its target mapping spec
+    /// (`nmpp-to-athena@2.0.0`) instead of the current one; it is stored on the child and its
+    /// attempts record it. A version that is not loaded, or that makes another kind of payload,
+    /// is a 400 listing those available.
+    #[serde(default)]
+    mapping_version: Option<String>,
+    /// Replay nothing: answer 200 with the unified diff of the target payload the exchange sent
+    /// against the one `mappingVersion` (default: the current version) makes.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// What replaying one exchange through a mapping version would change in its target payload.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReplayPlanDocument {
+    data: ExchangeResource<crate::remap::MappingDiff>,
+}
+
 /// Re-executes a parked exchange as a new child exchange (same payload and idempotency key);
-/// the parent and its attempts stay as they were.
+/// the parent and its attempts stay as they were. With `mappingVersion` the child is mapped
+/// through that version; with `dryRun` nothing is replayed and the answer is the diff of old
+/// and new target payloads.
 #[utoipa::path(post, path = "/v1/exchanges/{id}/replay", tag = "Operations",
     params(("id" = String, Path, description = "Id of a parked exchange")),
+    request_body(content = Option<ReplayRequest>, content_type = "application/json",
+        description = "Optional: a mapping version, and whether only to show the diff"),
     responses(
+        (status = 200, description = "Dry run: the diff of old and new target payloads", body = ReplayPlanDocument,
+            content_type = "application/vnd.api+json"),
         (status = 202, description = "Child exchange created and queued", body = ReplayDocument,
             content_type = "application/vnd.api+json"),
+        (status = 400, body = crate::error::ErrorDocument),
         (status = 404, body = crate::error::ErrorDocument),
         (status = 409, description = "Not parked, or already replayed", body = crate::error::ErrorDocument)),
     security(("apiKey" = []), ("basic" = [])))]
@@ -332,13 +363,78 @@ pub(crate) async fn replay_exchange(
     Extension(p): Extension<Principal>,
     Extension(ctx): Extension<RequestCtx>,
     Path(id): Path<String>,
+    bytes: Bytes,
 ) -> Result<Response, ApiError> {
     require_any(&p, &[Role::Operator])?;
     let id = parse_id(&id)?;
+    let req: ReplayRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ReplayRequest::default()
+    } else {
+        super::jobs::body(&bytes)?
+    };
     let d = visible(&st, &p, id).await?;
+    let mappings = st.pipeline.mappings();
+    let mapping_version = match &req.mapping_version {
+        Some(v) => {
+            let name = crate::remap::check(mappings, v).map_err(|why| {
+                super::jobs::bad_body("mappingVersion", "enum", format!("mappingVersion: {why}"))
+            })?;
+            crate::remap::fits(d.mapping_version.as_deref(), &name).map_err(|why| {
+                super::jobs::bad_body(
+                    "mappingVersion",
+                    "applicable",
+                    format!(
+                        "mappingVersion: exchange {id} cannot be replayed through {name}: {why}"
+                    ),
+                )
+            })?;
+            Some(name)
+        }
+        None => None,
+    };
+    if req.dry_run {
+        let to = match (&mapping_version, &d.mapping_version) {
+            (Some(to), _) => to.clone(),
+            (None, Some(sent)) => mappings.spec_version(sent.split('@').next().unwrap_or(sent)),
+            (None, None) => {
+                return Err(super::jobs::bad_body(
+                    "mappingVersion",
+                    "required",
+                    format!(
+                        "mappingVersion: exchange {id} never sent a mapped payload; name the \
+                         version to compare with (available: {})",
+                        crate::remap::replayable(mappings).join(", ")
+                    ),
+                ));
+            }
+        };
+        let diff = crate::remap::diff_one(st.journal.as_ref(), mappings, id, &to).await?;
+        let changed = diff.changed;
+        let body = ReplayPlanDocument {
+            data: ExchangeResource {
+                kind: "replay-plan",
+                id: id.to_string(),
+                attributes: diff,
+            },
+        };
+        return Ok(with_note(
+            jsonapi(StatusCode::OK, &body)?,
+            AuditNote {
+                action: "exchange.replay.dry_run",
+                object_type: Some("exchange"),
+                object_id: Some(id.to_string()),
+                force: Some(d.summary.force.clone()),
+                detail: Some(serde_json::json!({ "mappingVersion": to, "changed": changed })),
+            },
+        ));
+    }
     let mut ev = ctx.audit(Some(&p), "exchange.replay", "success");
     ev.force = Some(d.summary.force.clone());
-    let child = st.journal.replay(id, ev).await?;
+    let options = replay::ReplayOptions {
+        mapping_version,
+        ..replay::ReplayOptions::default()
+    };
+    let child = st.journal.replay_with(id, options, ev).await?;
     st.work_ready.notify_one();
     let body = ReplayDocument {
         data: ExchangeResource {
