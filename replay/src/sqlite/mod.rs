@@ -144,6 +144,9 @@ fn open_writer(path: &Path, opts: &OpenOptions) -> Result<Connection> {
     // deleted per batch: the hot spot of a profile under load). Nothing durable lives there —
     // the WAL commit is what is fsync'd — so keep it in memory.
     conn.execute_batch("PRAGMA temp_store=MEMORY;")?;
+    // A 64 MiB page cache (SQLite's default is 2 MiB): under load the writer otherwise re-reads
+    // the same b-tree pages from the OS on every batch (claims and attempts walk the indexes).
+    conn.execute_batch("PRAGMA cache_size=-65536;")?;
     if let Some(max) = opts.max_size_bytes {
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let pages = (max as i64 / page_size).max(1);
