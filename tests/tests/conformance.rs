@@ -2185,6 +2185,20 @@ mod ledger_bodies {
             }
         }
 
+        // A policy with no per-force period: only essex's old records are left to go.
+        let default_only = replay::AuditRetentionPolicy {
+            default: Some(Duration::from_secs(30 * 86_400)),
+            forces: Default::default(),
+        };
+        let r = ledger
+            .apply_retention(&default_only, &[], now, true, &template)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.due, r.first_due, r.last_due),
+            (4, Some(essex[0]), Some(essex[3]))
+        );
+
         // Pruning only goes through a deletion record that a checkpoint covers.
         let err = j.prune_audit(recent[0]).await.unwrap_err();
         assert!(

@@ -286,23 +286,28 @@ async fn audit_retention_apply_prunes_and_everything_still_verifies() {
         "the deletion record is exported"
     );
 
-    // Blank one more row of the bundle (as if its record had been removed silently): named.
+    // Blank the deletion record's row too (as if it had been removed to hide the prune): every
+    // pruned row is then unexplained, and the first is named.
     let silent = gw.dir.path().join("bundles").join("silent");
     copy_dir(&full, &silent);
     let mut l = lines.clone();
     let victim = l
         .iter()
-        .rposition(|r| r.contains(",exchange.view,"))
-        .expect("a recent record");
-    let seq_hash: Vec<&str> = l[victim].splitn(3, ',').take(2).collect();
-    l[victim] = format!("{},{}{}", seq_hash[0], seq_hash[1], ",".repeat(17));
+        .position(|r| r.contains(",audit.retention.deleted,"))
+        .expect("the deletion record");
+    let cells: Vec<String> = l[victim]
+        .splitn(3, ',')
+        .take(2)
+        .map(str::to_owned)
+        .collect();
+    l[victim] = format!("{},{}{}", cells[0], cells[1], ",".repeat(17));
     write_lines(&silent, &l);
+    let first_pruned = pruned_rows[0].split(',').next().unwrap().to_owned();
     let bad = verify(&gw, &silent).await;
     assert!(!bad.status.success(), "{bad:?}");
     assert!(
         bad.stdout.contains(&format!(
-            "first problem: unexplained pruned record at record {}",
-            seq_hash[0]
+            "first problem: unexplained pruned record at record {first_pruned}"
         )),
         "{bad:?}"
     );

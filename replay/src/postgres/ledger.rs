@@ -366,7 +366,12 @@ pub(super) async fn prune_plan(
             params.len()
         ));
     }
-    case.push_str(" ELSE $3::text END");
+    // A CASE needs at least one WHEN: without per-force periods the default is the cutoff.
+    if cut.forces.is_empty() {
+        case = "$3::text".to_owned();
+    } else {
+        case.push_str(" ELSE $3::text END");
+    }
     params.push(&limit_i);
     let sql = format!(
         "SELECT a.seq, {AUDIT_HELD} FROM audit a

@@ -288,7 +288,12 @@ pub(super) fn prune_plan(
         args.push(cutoff.clone().map_or(Value::Null, Value::Text));
         case.push_str(&format!(" WHEN ?{} THEN ?{}", args.len() - 1, args.len()));
     }
-    case.push_str(" ELSE ?3 END");
+    // A CASE needs at least one WHEN: without per-force periods the default is the cutoff.
+    if cut.forces.is_empty() {
+        case = "?3".to_owned();
+    } else {
+        case.push_str(" ELSE ?3 END");
+    }
     args.push(Value::Integer(limit.max(1) as i64));
     let sql = format!(
         "SELECT a.seq, {AUDIT_HELD} FROM audit a INDEXED BY audit_unpruned
