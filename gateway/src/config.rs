@@ -1218,4 +1218,45 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn audit_retention_parses_from_toml_and_names_bad_keys() {
+        let mut c = Config::embedded();
+        let parsed: AuditRetentionConfig =
+            toml::from_str("interval_s = 60\nkeep = \"2555d\"\n[forces.demo]\nkeep = \"3650d\"\n")
+                .unwrap();
+        c.audit.retention = parsed;
+        c.validate().unwrap();
+        let p = c.audit.retention.policy().unwrap();
+        assert_eq!(p.default.unwrap().as_secs(), 2555 * 86_400);
+        assert_eq!(p.forces["demo"].unwrap().as_secs(), 3650 * 86_400);
+        assert!(!p.is_empty());
+        assert_eq!(
+            c.audit.retention.describe(),
+            "default 2555d, force demo 3650d"
+        );
+        // A force kept forever while the default prunes.
+        c.audit.retention.forces.get_mut("demo").unwrap().keep = None;
+        assert_eq!(c.audit.retention.policy().unwrap().forces["demo"], None);
+
+        c.audit.retention.keep = Some("7 years".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("audit.retention.keep"), "{err}");
+        c.audit.retention.keep = None;
+        c.audit
+            .retention
+            .forces
+            .insert("nowhere".into(), ForceAuditRetention::default());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("audit.retention.forces.nowhere: unknown force"),
+            "{err}"
+        );
+        assert!(
+            toml::from_str::<AuditRetentionConfig>("kep = \"1d\"").is_err(),
+            "unknown keys are errors"
+        );
+        // Nothing configured: nothing is pruned.
+        assert!(AuditRetentionConfig::default().policy().unwrap().is_empty());
+    }
 }
