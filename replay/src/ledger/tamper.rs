@@ -1240,18 +1240,13 @@ fn ledger_tamper_pruned_rows_verify_only_when_a_deletion_record_explains_them() 
         (
             "a record replaced by a pruned row".into(),
             Box::new(move |d: &Path| {
-                let leaf = serde_json::from_str::<serde_json::Value>(
-                    &std::fs::read_to_string(d.join(files::RECORDS_JSONL))
-                        .expect("read")
-                        .lines()
-                        .nth(99)
-                        .expect("line")
-                        .to_owned(),
-                )
-                .expect("json")["LeafHash"]
-                    .as_str()
-                    .expect("leaf")
-                    .to_owned();
+                let text = std::fs::read_to_string(d.join(files::RECORDS_JSONL)).expect("read");
+                let line = text.lines().nth(99).expect("line");
+                let leaf =
+                    serde_json::from_str::<serde_json::Value>(line).expect("json")["LeafHash"]
+                        .as_str()
+                        .expect("leaf")
+                        .to_owned();
                 edit(d, 100, &|_| {
                     serde_json::json!({"Seq": 100, "LeafHash": leaf, "Pruned": true}).to_string()
                 });
