@@ -7,6 +7,14 @@
 //! cargo run --release -p gateway --example audit_retention_bench -- \
 //!     postgres://postgres@127.0.0.1:5432/ret_bench 50000     # the database must exist, empty
 //! ```
+//!
+//! Last run (2026-11-22, the shared 2-core machine, busy with other builds; release build,
+//! N = 50000, one policy of 30 days, no sinks):
+//!
+//! | journal | plan (dry run) | apply (5 deletion records + checkpoints + prune) | chain verify |
+//! |---|---|---|---|
+//! | SQLite | 0.11 s (≈ 443k records/s) | 0.66 s (≈ 76k records/s) | 0.13 s |
+//! | PostgreSQL 15 | 0.62 s (≈ 80k records/s) | 3.69 s (≈ 13.5k records/s) | 0.19 s |
 
 use std::time::{Duration, Instant};
 
