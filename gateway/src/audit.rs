@@ -21,6 +21,14 @@ pub async fn verify_chain(journal: &dyn Journal) -> Result<ChainReport, JournalE
         }
         from = last + 1;
     }
+    // Pruned records must be explained by a deletion record under a signed checkpoint.
+    let checkpointed = journal.checkpoints().await?.last().map_or(0, |c| c.size);
+    if let Err(fault) = v.finish(checkpointed) {
+        return Ok(ChainReport {
+            records: v.checked(),
+            first_bad: Some(fault),
+        });
+    }
     Ok(ChainReport {
         records: v.checked(),
         first_bad: None,

@@ -912,6 +912,91 @@ pub async fn retention_apply(
     Ok(())
 }
 
+/// `audit retention apply [--dry-run]`: applies `[audit.retention]` (see
+/// [`crate::ledger::AuditLedger::apply_retention`]); with `--dry-run`, says what it would prune,
+/// what legal holds keep, and how far the slowest audit sink lets it go.
+pub async fn audit_retention_apply(
+    cfg: &Config,
+    j: Arc<dyn Journal>,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<crate::ledger::AuditRetentionReport> {
+    let policy = cfg.audit.retention.policy().map_err(anyhow::Error::msg)?;
+    if policy.is_empty() {
+        writeln!(
+            out,
+            "no audit retention period is configured ([audit.retention]): nothing to do"
+        )?;
+        return Ok(crate::ledger::AuditRetentionReport::default());
+    }
+    let signer = crate::ledger::load_signer(&cfg.audit)?;
+    let ledger = crate::ledger::AuditLedger::new(j.clone(), signer, &cfg.audit)?;
+    let sinks: Vec<String> = cfg
+        .audit
+        .sinks
+        .iter()
+        .map(|s| s.name().to_owned())
+        .collect();
+    let mut template = cli_event(replay::ledger_db::RETENTION_DELETED_ACTION, None, None);
+    template.object_type = Some("audit".into());
+    let r = ledger
+        .apply_retention(
+            &policy,
+            &sinks,
+            time::OffsetDateTime::now_utc(),
+            dry_run,
+            &template,
+        )
+        .await?;
+    writeln!(
+        out,
+        "{}audit retention: {}; records before {} (UTC) lose their content",
+        if dry_run { "dry run: " } else { "" },
+        cfg.audit.retention.describe(),
+        r.before.as_deref().unwrap_or("-"),
+    )?;
+    match &r.slowest_sink {
+        Some(s) => writeln!(
+            out,
+            "  ledger size {}; audit sink {} has shipped through record {}: retention never prunes \
+             past the slowest sink, so records after {} are left alone this run",
+            r.ledger_size, s.sink, s.delivered_through, r.through
+        )?,
+        None if sinks.is_empty() => writeln!(
+            out,
+            "  ledger size {}; no audit sink is configured",
+            r.ledger_size
+        )?,
+        None => writeln!(
+            out,
+            "  ledger size {}; every audit sink has shipped the whole ledger",
+            r.ledger_size
+        )?,
+    }
+    let range = match (r.first_due, r.last_due) {
+        (Some(a), Some(b)) => format!(" (records {a}..={b})"),
+        _ => String::new(),
+    };
+    if dry_run {
+        writeln!(
+            out,
+            "  would prune {} record(s){range}; {} kept by legal holds; nothing was changed",
+            r.due, r.held
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  pruned {} record(s){range} under {} deletion record(s) {:?}, each covered by a \
+             signed checkpoint first; {} kept by legal holds",
+            r.pruned,
+            r.deletion_records.len(),
+            r.deletion_records,
+            r.held
+        )?;
+    }
+    Ok(r)
+}
+
 /// `holds list`.
 pub async fn holds_list(j: &dyn Journal, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let holds = j.holds().await?;

@@ -491,6 +491,94 @@ pub struct AuditConfig {
     /// Where the ledger is streamed: `[[audit.sinks]]` with `type = "splunk_hec" | "sentinel" |
     /// "kafka"` (see `adapters::sink::AuditSinkConfig`). Each sink has its own durable cursor.
     pub sinks: Vec<adapters::sink::AuditSinkConfig>,
+    /// How long audit records keep their content (`[audit.retention]`). Default: forever.
+    pub retention: AuditRetentionConfig,
+}
+
+/// Audit retention (`[audit.retention]`): how long audit records keep their *content*. A record
+/// past its period keeps its sequence number, time, event uid and hashes — so the Merkle tree,
+/// old checkpoints and every proof still verify — and loses the rest; an
+/// `audit.retention.deleted` record naming the pruned records is written and covered by a
+/// signed checkpoint first, so `audit verify` can tell the gap is explained. Never pruned:
+/// checkpoint announcements, deletion records, records about an exchange under a legal hold,
+/// and records an audit sink has not shipped yet (retention stops at the slowest sink's
+/// cursor). Periods use the `[retention]` units (`2555d`, `12h`, `30m`, `45s`).
+///
+/// ```toml
+/// [audit.retention]
+/// interval_s = 3600
+/// keep = "2555d"                 # records of forces without their own period, and of no force
+/// [audit.retention.forces.kent]
+/// keep = "3650d"                 # omit `keep` to keep this force's records forever
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditRetentionConfig {
+    /// How often the server applies it, in seconds; `0` means never (use
+    /// `nmpp-gateway audit retention apply`). Default 3600.
+    pub interval_s: u64,
+    /// Period of records of forces without their own, and of records of no force. Unset: keep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep: Option<String>,
+    /// Periods by force key.
+    pub forces: BTreeMap<String, ForceAuditRetention>,
+}
+
+impl Default for AuditRetentionConfig {
+    fn default() -> Self {
+        Self {
+            interval_s: 3600,
+            keep: None,
+            forces: BTreeMap::new(),
+        }
+    }
+}
+
+/// One force's audit retention period.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForceAuditRetention {
+    /// Period of this force's audit records. Unset: keep them forever (whatever the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep: Option<String>,
+}
+
+impl AuditRetentionConfig {
+    /// The journal policy this configuration describes. Errors name the key.
+    pub fn policy(&self) -> Result<replay::AuditRetentionPolicy, String> {
+        let period = |key: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(parse_period)
+                .transpose()
+                .map_err(|e| format!("{key}: {e}"))
+        };
+        let mut policy = replay::AuditRetentionPolicy {
+            default: period("audit.retention.keep", &self.keep)?,
+            forces: BTreeMap::new(),
+        };
+        for (force, f) in &self.forces {
+            policy.forces.insert(
+                force.clone(),
+                period(&format!("audit.retention.forces.{force}.keep"), &f.keep)?,
+            );
+        }
+        Ok(policy)
+    }
+
+    /// A line describing the policy, for the CLI and the deletion record.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!(
+            "default {}",
+            self.keep.as_deref().unwrap_or("keep forever")
+        )];
+        for (force, f) in &self.forces {
+            parts.push(format!(
+                "force {force} {}",
+                f.keep.as_deref().unwrap_or("keep forever")
+            ));
+        }
+        parts.join(", ")
+    }
 }
 
 impl Default for AuditConfig {
@@ -503,6 +591,7 @@ impl Default for AuditConfig {
             checkpoint_every_records: 1000,
             checkpoint_every_ms: 60_000,
             sinks: Vec::new(),
+            retention: AuditRetentionConfig::default(),
         }
     }
 }
@@ -554,6 +643,9 @@ impl AuditConfig {
             if let Err(e) = replay::ledger::VerifierKey::parse(k) {
                 out.push(format!("audit.previous_keys[{i}]: {e}"));
             }
+        }
+        if let Err(e) = self.retention.policy() {
+            out.push(e);
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, s) in self.sinks.iter().enumerate() {
@@ -958,6 +1050,13 @@ impl Config {
                 problems.push(format!("retention.forces.{force}: unknown force {force:?}"));
             }
         }
+        for force in self.audit.retention.forces.keys() {
+            if !self.forces.contains_key(force) {
+                problems.push(format!(
+                    "audit.retention.forces.{force}: unknown force {force:?}"
+                ));
+            }
+        }
         if self.replay.batch == 0 {
             problems.push("replay.batch: must be at least 1".into());
         }
@@ -1161,5 +1260,46 @@ mod tests {
             err.contains("retention.forces.nowhere: unknown force"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn audit_retention_parses_from_toml_and_names_bad_keys() {
+        let mut c = Config::embedded();
+        let parsed: AuditRetentionConfig =
+            toml::from_str("interval_s = 60\nkeep = \"2555d\"\n[forces.demo]\nkeep = \"3650d\"\n")
+                .unwrap();
+        c.audit.retention = parsed;
+        c.validate().unwrap();
+        let p = c.audit.retention.policy().unwrap();
+        assert_eq!(p.default.unwrap().as_secs(), 2555 * 86_400);
+        assert_eq!(p.forces["demo"].unwrap().as_secs(), 3650 * 86_400);
+        assert!(!p.is_empty());
+        assert_eq!(
+            c.audit.retention.describe(),
+            "default 2555d, force demo 3650d"
+        );
+        // A force kept forever while the default prunes.
+        c.audit.retention.forces.get_mut("demo").unwrap().keep = None;
+        assert_eq!(c.audit.retention.policy().unwrap().forces["demo"], None);
+
+        c.audit.retention.keep = Some("7 years".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("audit.retention.keep"), "{err}");
+        c.audit.retention.keep = None;
+        c.audit
+            .retention
+            .forces
+            .insert("nowhere".into(), ForceAuditRetention::default());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("audit.retention.forces.nowhere: unknown force"),
+            "{err}"
+        );
+        assert!(
+            toml::from_str::<AuditRetentionConfig>("kep = \"1d\"").is_err(),
+            "unknown keys are errors"
+        );
+        // Nothing configured: nothing is pruned.
+        assert!(AuditRetentionConfig::default().policy().unwrap().is_empty());
     }
 }

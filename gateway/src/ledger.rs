@@ -16,7 +16,7 @@ use replay::ledger::{
     AuditEntry, BundleOptions, BundleSummary, BundleWriter, Checkpoint, ExportFilter, NoteSigner,
     Progress, RecordFormat, VerifierKey,
 };
-use replay::ledger_db::CHECKPOINT_ACTION;
+use replay::ledger_db::{CHECKPOINT_ACTION, RETENTION_DELETED_ACTION};
 use replay::{AuditEvent, Journal, JournalError, NewCheckpoint, SinkQuarantine};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -287,7 +287,11 @@ impl AuditLedger {
                 break;
             };
             for rec in page.iter().take_while(|r| r.seq <= n) {
-                w.push(&AuditEntry::from_record(rec)?)?;
+                match &rec.pruned {
+                    // Retention removed its content: the stored leaf hash is all there is.
+                    Some(p) => w.push_pruned(rec.seq, stored_leaf(rec.seq, &p.leaf_hash)?)?,
+                    None => w.push(&AuditEntry::from_record(rec)?)?,
+                }
             }
             from = last + 1;
         }
@@ -301,6 +305,160 @@ impl AuditLedger {
             );
         }
         Ok(ExportOutcome { summary })
+    }
+
+    /// Signs checkpoints until one covers record `seq` (another node may sign meanwhile).
+    async fn checkpoint_through(&self, seq: u64) -> Result<u64, JournalError> {
+        for _ in 0..20 {
+            let newest = self.newest().await?;
+            if newest.size >= seq {
+                return Ok(newest.size);
+            }
+            if self.checkpoint().await?.is_none() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Err(JournalError::Conflict(format!(
+            "no signed checkpoint covers audit record {seq} yet"
+        )))
+    }
+
+    /// Applies audit retention (see [`crate::config::AuditRetentionConfig`]) as of `now`, never
+    /// past the slowest of `sinks` (their durable cursors): for each chunk of due records it
+    /// appends an `audit.retention.deleted` record naming them, has a signed checkpoint cover
+    /// it, and only then prunes them. `dry_run` plans and changes nothing. `template` gives
+    /// the actor and role of the deletion records.
+    pub async fn apply_retention(
+        &self,
+        policy: &replay::AuditRetentionPolicy,
+        sinks: &[String],
+        now: OffsetDateTime,
+        dry_run: bool,
+        template: &AuditEvent,
+    ) -> anyhow::Result<AuditRetentionReport> {
+        let head = self.journal.ledger_head().await?;
+        let mut report = AuditRetentionReport {
+            ledger_size: head.size(),
+            through: head.size(),
+            ..AuditRetentionReport::default()
+        };
+        for name in sinks {
+            let cursor = self
+                .journal
+                .sink_cursor(name)
+                .await?
+                .map_or(0, |c| c.delivered_through);
+            if cursor < report.through {
+                report.through = cursor;
+                report.slowest_sink = Some(SinkFloor {
+                    sink: name.clone(),
+                    delivered_through: cursor,
+                });
+            }
+        }
+        if policy.is_empty() {
+            return Ok(report);
+        }
+        let mut from = 1;
+        loop {
+            let plan = self
+                .journal
+                .audit_prune_plan(policy, now, from, report.through, RETENTION_CHUNK)
+                .await?;
+            report.held += plan.held;
+            report.before = plan.before.clone();
+            if plan.count > 0 {
+                report.due += plan.count;
+                report.first_due.get_or_insert(plan.ranges[0].0);
+                report.last_due = plan.ranges.last().map(|r| r.1);
+                if !dry_run {
+                    let mut ev = template.clone();
+                    ev.event_uid = Uuid::now_v7();
+                    ev.time = crate::app::now_millis();
+                    ev.action = RETENTION_DELETED_ACTION.into();
+                    ev.object_type = Some("audit".into());
+                    ev.object_id = None;
+                    ev.force = None;
+                    ev.result = "success".into();
+                    ev.detail = Some(serde_json::json!({
+                        "ranges": plan.ranges,
+                        "count": plan.count,
+                        "before": plan.before,
+                        "heldExempt": plan.held,
+                        "policy": {
+                            "defaultSecs": policy.default.map(|d| d.as_secs()),
+                            "forces": policy.forces.iter()
+                                .map(|(f, d)| (f.clone(), d.map(|d| d.as_secs())))
+                                .collect::<std::collections::BTreeMap<_, _>>(),
+                        },
+                        "through": report.through,
+                        "slowestSink": report.slowest_sink.as_ref().map(|s| s.sink.clone()),
+                    }));
+                    let seq = self.journal.audit(ev).await?;
+                    self.checkpoint_through(seq).await?;
+                    let n = self.journal.prune_audit(seq).await?;
+                    report.pruned += n;
+                    report.deletion_records.push(seq);
+                    tracing::info!(
+                        deletion_record = seq,
+                        pruned = n,
+                        "audit records pruned by retention"
+                    );
+                }
+            }
+            match plan.next {
+                Some(last) => from = last + 1,
+                None => break,
+            }
+        }
+        if !report.deletion_records.is_empty() {
+            self.wake_sinks();
+        }
+        Ok(report)
+    }
+
+    /// Applies audit retention every `interval_s` seconds until `shutdown` (never when it is 0
+    /// or the policy keeps everything), as `system:retention`.
+    pub async fn run_retention(
+        self: Arc<Self>,
+        cfg: crate::config::AuditRetentionConfig,
+        sinks: Vec<String>,
+        shutdown: CancellationToken,
+    ) {
+        let policy = match cfg.policy() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "audit retention is not applied: invalid configuration");
+                return;
+            }
+        };
+        if cfg.interval_s == 0 || policy.is_empty() {
+            return;
+        }
+        let every = Duration::from_secs(cfg.interval_s);
+        let mut wait = every.min(Duration::from_secs(10));
+        let mut template = system_event(RETENTION_DELETED_ACTION);
+        template.actor = "system:retention".into();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => wait = every,
+                () = shutdown.cancelled() => return,
+            }
+            match self
+                .apply_retention(&policy, &sinks, OffsetDateTime::now_utc(), false, &template)
+                .await
+            {
+                Ok(r) => tracing::info!(
+                    pruned = r.pruned,
+                    held = r.held,
+                    through = r.through,
+                    "audit retention applied"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit retention failed; trying again next interval");
+                }
+            }
+        }
     }
 
     /// Current status of every audit sink.
@@ -373,6 +531,50 @@ impl AuditLedger {
         }
         Ok(out)
     }
+}
+
+/// Audit records one retention transaction names at most (one deletion record each).
+const RETENTION_CHUNK: usize = 10_000;
+
+fn stored_leaf(seq: u64, hex_leaf: &str) -> anyhow::Result<replay::ledger::Hash> {
+    let bytes = hex::decode(hex_leaf)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok());
+    bytes.with_context(|| format!("audit record {seq}: stored leaf hash is not 64 hex digits"))
+}
+
+/// The slowest audit sink: retention never prunes a record it has not shipped.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SinkFloor {
+    /// The sink's name.
+    pub sink: String,
+    /// Its durable cursor.
+    pub delivered_through: u64,
+}
+
+/// What an audit retention run did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRetentionReport {
+    /// Records in the ledger when the run began.
+    pub ledger_size: u64,
+    /// The last record retention could touch: the ledger size, or the slowest sink's cursor.
+    pub through: u64,
+    /// The sink that lowered `through`, if one did.
+    pub slowest_sink: Option<SinkFloor>,
+    /// The newest cutoff: nothing at or after it (RFC 3339, to the second) is pruned.
+    pub before: Option<String>,
+    /// Records past their period (to be pruned, or pruned).
+    pub due: u64,
+    /// The first and last of them.
+    pub first_due: Option<u64>,
+    /// See `first_due`.
+    pub last_due: Option<u64>,
+    /// Records past their period kept by a legal hold.
+    pub held: u64,
+    /// Records pruned (0 in a dry run; less than `due` if a hold was placed meanwhile).
+    pub pruned: u64,
+    /// Sequence numbers of the deletion records written.
+    pub deletion_records: Vec<u64>,
 }
 
 /// A sink driver ready to run, with its restored cursor.
@@ -468,6 +670,19 @@ pub fn sink_record(rec: &replay::AuditRecord) -> Result<SinkRecord, AdapterError
             size,
             note,
         ));
+    }
+    if let Some(p) = &rec.pruned {
+        // Only a sink added after retention ran reads this: ship what is left (a sink never
+        // skips a sequence number).
+        let json = serde_json::json!({
+            "Seq": rec.seq,
+            "LeafHash": p.leaf_hash,
+            "Pruned": true,
+            "PrunedBy": p.by,
+            "EventUid": uid,
+        })
+        .to_string();
+        return Ok(SinkRecord::record(rec.seq, uid, rec.event.time, json));
     }
     let entry = AuditEntry::from_record(rec).map_err(|e| bad(e.to_string()))?;
     let json = entry.canonical_json().map_err(|e| bad(e.to_string()))?;

@@ -238,6 +238,23 @@ enum AuditCmd {
         #[arg(long)]
         quiet: bool,
     },
+    /// Audit retention (`[audit.retention]`).
+    Retention {
+        #[command(subcommand)]
+        command: AuditRetentionCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditRetentionCmd {
+    /// Remove the content of audit records older than their period, keeping sequence numbers
+    /// and leaf hashes; each chunk is first announced by an `audit.retention.deleted` record
+    /// covered by a signed checkpoint. Never past the slowest audit sink. `--dry-run` counts.
+    Apply {
+        /// Say what would be pruned (and what holds and sinks keep); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn parse_time(flag: &str, v: Option<String>) -> anyhow::Result<Option<time::OffsetDateTime>> {
@@ -434,6 +451,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 progress: !quiet,
             };
             gateway::cli::audit_export(&cfg, j, args, &mut out).await?;
+        }
+        Command::Audit {
+            command:
+                AuditCmd::Retention {
+                    command: AuditRetentionCmd::Apply { dry_run },
+                },
+        } => {
+            let cfg = load(cli.config.as_deref())?;
+            let j = gateway::cli::open_journal(&cfg).await?;
+            gateway::cli::audit_retention_apply(&cfg, j, dry_run, &mut out).await?;
         }
         Command::Openapi => out.write_all(gateway::openapi::json().as_bytes())?,
         Command::Mappings {

@@ -184,6 +184,19 @@ pub async fn run(
         state.config.retention.clone(),
         shutdown.clone(),
     ));
+    let audit_retention = tokio::spawn(
+        state.ledger.clone().run_retention(
+            state.config.audit.retention.clone(),
+            state
+                .config
+                .audit
+                .sinks
+                .iter()
+                .map(|s| s.name().to_owned())
+                .collect(),
+            shutdown.clone(),
+        ),
+    );
     let router = crate::app(state).layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
         use axum::response::IntoResponse;
         crate::error::ApiError::internal(&"handler panicked").into_response()
@@ -204,6 +217,7 @@ pub async fn run(
     }
     let _ = jobs.await;
     let _ = retention.await;
+    let _ = audit_retention.await;
     if let Some(sim) = athena_sim {
         sim.shutdown().await;
     }

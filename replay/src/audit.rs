@@ -1,7 +1,13 @@
 //! The audit hash chain: each record's hash covers the previous record's hash and the canonical
 //! (RFC 8785) JSON of the record with its sequence number, so editing, deleting or reordering a
 //! record breaks the chain at that record.
+//!
+//! A record whose content audit retention removed (`AuditRecord::pruned`) keeps its `prev_hash`
+//! and `hash`, so the chain still links through it; its content can no longer be re-hashed, so
+//! instead it must be explained by a later `audit.retention.deleted` record that names it and is
+//! covered by a signed checkpoint ([`ChainVerifier::finish`]).
 
+use crate::ledger::retention::{DELETION_OPERATION, PruneCoverage};
 use crate::model::{AuditEvent, AuditRecord, ChainFault};
 use sha2::{Digest, Sha256};
 
@@ -31,6 +37,7 @@ pub struct ChainVerifier {
     expected_seq: u64,
     prev_hash: String,
     checked: u64,
+    coverage: PruneCoverage,
 }
 
 impl Default for ChainVerifier {
@@ -39,6 +46,7 @@ impl Default for ChainVerifier {
             expected_seq: 1,
             prev_hash: GENESIS.to_owned(),
             checked: 0,
+            coverage: PruneCoverage::default(),
         }
     }
 }
@@ -72,12 +80,17 @@ impl ChainVerifier {
                     .into(),
             });
         }
-        let want = chain_hash(&rec.prev_hash, rec.seq, &rec.event);
-        if want != rec.hash {
+        if rec.pruned.is_some() {
+            // The content is gone; the link stays. `finish` checks a deletion record explains it.
+            self.coverage.pruned(rec.seq, 0);
+        } else if chain_hash(&rec.prev_hash, rec.seq, &rec.event) != rec.hash {
             return Err(ChainFault {
                 seq: rec.seq,
                 reason: "content does not match its hash: the record was edited".into(),
             });
+        }
+        if rec.pruned.is_none() && rec.event.action == DELETION_OPERATION {
+            self.coverage.deletion(rec.seq, rec.event.detail.as_ref());
         }
         self.prev_hash = rec.hash.clone();
         self.expected_seq += 1;
@@ -85,8 +98,28 @@ impl ChainVerifier {
         Ok(())
     }
 
-    /// Records verified so far.
+    /// Records verified so far (pruned ones included).
     pub fn checked(&self) -> u64 {
         self.checked
+    }
+
+    /// Pruned records seen so far.
+    pub fn pruned(&self) -> u64 {
+        self.coverage.pruned_count()
+    }
+
+    /// After the last record: every pruned record must be named by a deletion record that the
+    /// newest signed checkpoint (of tree size `checkpointed_through`) covers.
+    pub fn finish(&self, checkpointed_through: u64) -> Result<(), ChainFault> {
+        match self.coverage.first_unexplained(checkpointed_through) {
+            None => Ok(()),
+            Some((seq, _)) => Err(ChainFault {
+                seq,
+                reason: format!(
+                    "the content of record {seq} was removed, and no {DELETION_OPERATION} record \
+                     covered by a signed checkpoint explains it: deleted without a trace"
+                ),
+            }),
+        }
     }
 }

@@ -173,3 +173,108 @@ pub(crate) fn second_prefix(t: OffsetDateTime) -> String {
 pub(crate) fn in_window(q: &AuditQuery, rec: &crate::AuditRecord) -> bool {
     q.from.is_none_or(|f| rec.event.time >= f) && q.to.is_none_or(|t| rec.event.time < t)
 }
+
+/// The audit action of a deletion record (see [`crate::ledger::retention`]): its `detail`
+/// holds `ranges` (inclusive sequence ranges whose content goes), `count`, `before` (nothing at
+/// or after that second is pruned), the policy and the sinks' slowest cursor.
+pub const RETENTION_DELETED_ACTION: &str = crate::ledger::retention::DELETION_OPERATION;
+
+/// How long audit records keep their content, as the journal applies it. A record past its
+/// period loses its content (not its sequence number, time, event uid or hashes); checkpoint
+/// announcements and deletion records are never pruned, nor records about an exchange under a
+/// legal hold (held itself, or through its case).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRetentionPolicy {
+    /// Period of records of a force without one of its own, and of records of no force; `None`
+    /// keeps them.
+    pub default: Option<std::time::Duration>,
+    /// Periods by force key; `None` keeps that force's records (whatever the default).
+    pub forces: std::collections::BTreeMap<String, Option<std::time::Duration>>,
+}
+
+/// The cutoffs of a policy at one instant, as RFC 3339 prefixes to the second (UTC): a record
+/// whose stored time sorts before its cutoff is past its period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cutoffs {
+    /// For records of forces without their own period, and of no force.
+    pub(crate) default: Option<String>,
+    /// By force (`None`: kept).
+    pub(crate) forces: Vec<(String, Option<String>)>,
+    /// The newest of them all: nothing at or after it is pruned.
+    pub(crate) newest: Option<String>,
+}
+
+impl AuditRetentionPolicy {
+    /// Whether the policy prunes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.default.is_none() && self.forces.values().all(Option::is_none)
+    }
+
+    pub(crate) fn cutoffs(&self, now: OffsetDateTime) -> Cutoffs {
+        let at = |d: std::time::Duration| {
+            second_prefix(now - time::Duration::try_from(d).unwrap_or(time::Duration::MAX))
+        };
+        let default = self.default.map(at);
+        let forces: Vec<(String, Option<String>)> = self
+            .forces
+            .iter()
+            .map(|(f, d)| (f.clone(), d.map(at)))
+            .collect();
+        let newest = default
+            .iter()
+            .chain(forces.iter().filter_map(|(_, c)| c.as_ref()))
+            .max()
+            .cloned();
+        Cutoffs {
+            default,
+            forces,
+            newest,
+        }
+    }
+}
+
+/// The records whose content audit retention may remove now (a plan; nothing is changed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditPrunePlan {
+    /// Inclusive sequence ranges of the records to prune, in order.
+    pub ranges: Vec<(u64, u64)>,
+    /// Records in `ranges`.
+    pub count: u64,
+    /// Records past their period but kept by a legal hold.
+    pub held: u64,
+    /// The newest cutoff (RFC 3339 to the second): nothing at or after it is pruned.
+    pub before: Option<String>,
+    /// The scan stopped at its limit after this sequence number: more may be due after it.
+    pub next: Option<u64>,
+}
+
+/// What a deletion record says, checked before any pruning: `(ranges, before)`.
+pub(crate) fn deletion_detail(
+    seq: u64,
+    action: &str,
+    detail: Option<&serde_json::Value>,
+    pruned: bool,
+    newest_checkpoint: u64,
+) -> Result<(Vec<(u64, u64)>, String)> {
+    if action != RETENTION_DELETED_ACTION || pruned {
+        return Err(JournalError::Invalid(format!(
+            "audit record {seq} is not an {RETENTION_DELETED_ACTION} record"
+        )));
+    }
+    if newest_checkpoint < seq {
+        return Err(JournalError::Conflict(format!(
+            "deletion record {seq} is not covered by a signed checkpoint yet (newest covers \
+             {newest_checkpoint}): sign one first"
+        )));
+    }
+    let before = detail
+        .and_then(|d| d.get("before"))
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| {
+            JournalError::Invalid(format!("deletion record {seq}: detail.before is missing"))
+        })?;
+    Ok((
+        crate::ledger::retention::deletion_ranges(seq, detail),
+        before.to_owned(),
+    ))
+}

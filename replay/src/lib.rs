@@ -33,7 +33,8 @@ pub mod state;
 pub use claim::{ClaimRequest, TargetKey};
 pub use error::JournalError;
 pub use ledger_db::{
-    AuditQuery, LedgerHead, NewCheckpoint, SinkCursor, SinkQuarantine, StoredCheckpoint,
+    AuditPrunePlan, AuditQuery, AuditRetentionPolicy, LedgerHead, NewCheckpoint, SinkCursor,
+    SinkQuarantine, StoredCheckpoint,
 };
 pub use model::*;
 pub use state::StateEntry;
@@ -266,6 +267,30 @@ pub trait Journal: Send + Sync + 'static {
 
     /// What `sink` quarantined, in sequence order.
     async fn sink_quarantine(&self, sink: &str) -> Result<Vec<SinkQuarantine>>;
+
+    // --- audit retention (issue 5, item 6) ---------------------------------------------------
+
+    /// Plans audit retention as of `now`: the records from sequence `from` up to `through`
+    /// (the caller passes the slowest sink's cursor, so no sink ever reads a pruned record it
+    /// has not shipped) whose content `policy` lets go, at most `limit` of them; records past
+    /// their period but under a legal hold are counted, not planned. Changes nothing.
+    async fn audit_prune_plan(
+        &self,
+        policy: &AuditRetentionPolicy,
+        now: OffsetDateTime,
+        from: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<AuditPrunePlan>;
+
+    /// Removes the content of the records the deletion record at `deletion_seq` names (action
+    /// [`ledger_db::RETENTION_DELETED_ACTION`], detail `ranges` and `before`), keeping their
+    /// sequence number, time, event uid and hashes. Refused ([`JournalError::Conflict`]) until a
+    /// signed checkpoint covers the deletion record. Records already pruned, checkpoint
+    /// announcements, deletion records, records at or after `before` and records now under a
+    /// legal hold are left alone. Returns how many records were pruned. On PostgreSQL this runs
+    /// the `audit_prune` SECURITY DEFINER function: the gateway's role needs no UPDATE right.
+    async fn prune_audit(&self, deletion_seq: u64) -> Result<u64>;
 }
 
 /// The stored payloads of one exchange.

@@ -465,6 +465,21 @@ pub struct AuditRecord {
     pub prev_hash: String,
     /// SHA-256 over `prev_hash` and the canonical JSON of the event with its sequence.
     pub hash: String,
+    /// Set when audit retention removed the record's content (see [`crate::ledger_db`]): the
+    /// event then keeps only its time and event uid, every other field is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<Pruned>,
+}
+
+/// What is left of an audit record whose content audit retention removed: enough for the
+/// Merkle tree and the hash chain (its leaf hash; `prev_hash`/`hash` stay on the record) and the
+/// sequence number of the `audit.retention.deleted` record that explains the removal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    /// Sequence number of the deletion record (action `audit.retention.deleted`) covering it.
+    pub by: u64,
+    /// The record's stored RFC 6962 leaf hash, hex.
+    pub leaf_hash: String,
 }
 
 /// Result of checking the audit chain.

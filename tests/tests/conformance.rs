@@ -1968,6 +1968,394 @@ mod ledger_bodies {
         assert_eq!(report.inclusion_proofs_verified, 5);
     }
 
+    /// Audit retention (issue 5, item 6) over each backend: records past their period lose
+    /// their content only after an `audit.retention.deleted` record naming them is covered by a
+    /// signed checkpoint; legal holds, a force kept forever, recent records and records a sink
+    /// has not shipped are left alone; the chain, a full export and a filtered export still
+    /// verify; and a pruned record nothing explains is named by `verify_chain`.
+    pub(super) async fn audit_retention_prunes_behind_a_checkpointed_deletion_record(b: Backend) {
+        let j = b.journal.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = gateway::config::AuditConfig {
+            key_file: dir.path().join("ledger.key"),
+            ..Default::default()
+        };
+        let signer = gateway::ledger::load_signer(&cfg).unwrap();
+        let ledger = gateway::ledger::AuditLedger::new(j.clone(), signer, &cfg).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let old = now - time::Duration::days(40);
+        let held_ex = accept(j.as_ref(), exchange("kent", "ret-held")).await;
+        let free_ex = accept(j.as_ref(), exchange("kent", "ret-free")).await;
+        let append = |force: Option<&str>, object: Option<Uuid>, at: OffsetDateTime| {
+            let mut ev = event("exchange.view");
+            ev.force = force.map(str::to_owned);
+            ev.object_id = object.map(|u| u.to_string());
+            ev.time = at;
+            ev.source_ip = Some("10.9.8.7".into());
+            ev.detail = Some(serde_json::json!({"status": 200}));
+            let j = j.clone();
+            async move { j.audit(ev).await.unwrap() }
+        };
+        let mut held = Vec::new();
+        for _ in 0..6 {
+            held.push(append(Some("kent"), Some(held_ex), old).await);
+        }
+        let mut free = Vec::new();
+        for _ in 0..6 {
+            free.push(append(Some("kent"), Some(free_ex), old).await);
+        }
+        let mut essex = Vec::new();
+        for _ in 0..4 {
+            essex.push(append(Some("essex"), None, old).await);
+        }
+        let mut no_force = Vec::new();
+        for _ in 0..4 {
+            no_force.push(append(None, None, old).await);
+        }
+        let mut recent = Vec::new();
+        for _ in 0..4 {
+            recent.push(append(Some("kent"), Some(free_ex), now).await);
+        }
+        let mut hold_ev = event("legal_hold.place");
+        hold_ev.object_type = Some("legal_hold".into());
+        let hold = j
+            .place_hold(HoldTarget::Exchange { id: held_ex }, "case review", hold_ev)
+            .await
+            .unwrap();
+        ledger.checkpoint().await.unwrap();
+        // The only sink has shipped up to the last "free" record.
+        j.set_sink_cursor("splunk", *free.last().unwrap(), None)
+            .await
+            .unwrap();
+        let sinks = vec!["splunk".to_owned()];
+        let policy = replay::AuditRetentionPolicy {
+            default: Some(Duration::from_secs(30 * 86_400)),
+            forces: [("essex".to_owned(), None)].into_iter().collect(),
+        };
+        let mut template = event(replay::ledger_db::RETENTION_DELETED_ACTION);
+        template.actor = "retention-test".into();
+
+        // Dry run: says what would go and why the rest stays; changes nothing.
+        let before = j.ledger_head().await.unwrap().size();
+        let dry = ledger
+            .apply_retention(&policy, &sinks, now, true, &template)
+            .await
+            .unwrap();
+        assert_eq!(dry.due, 6, "{dry:?}");
+        assert_eq!(dry.held, 6, "{dry:?}");
+        assert_eq!(dry.through, *free.last().unwrap());
+        assert_eq!(dry.slowest_sink.as_ref().unwrap().sink, "splunk");
+        assert_eq!(
+            (dry.first_due, dry.last_due),
+            (Some(free[0]), Some(free[5]))
+        );
+        assert_eq!(dry.pruned, 0);
+        assert_eq!(
+            j.ledger_head().await.unwrap().size(),
+            before,
+            "a dry run writes nothing"
+        );
+        assert!(
+            j.audit_records(free[0], 1).await.unwrap()[0]
+                .pruned
+                .is_none()
+        );
+
+        // Apply: only what the sink has shipped.
+        let r = ledger
+            .apply_retention(&policy, &sinks, now, false, &template)
+            .await
+            .unwrap();
+        assert_eq!((r.pruned, r.held), (6, 6), "{r:?}");
+        assert_eq!(r.deletion_records.len(), 1);
+        let d1 = r.deletion_records[0];
+        let cps = j.checkpoints().await.unwrap();
+        assert!(
+            cps.iter().any(|c| c.size >= d1 && c.audit_seq > d1),
+            "a checkpoint signed after the deletion record covers it"
+        );
+        let deletion = &j.audit_records(d1, 1).await.unwrap()[0];
+        assert_eq!(
+            deletion.event.action,
+            replay::ledger_db::RETENTION_DELETED_ACTION
+        );
+        assert_eq!(deletion.event.actor, "retention-test");
+        let detail = deletion.event.detail.as_ref().unwrap();
+        assert_eq!(detail["ranges"], serde_json::json!([[free[0], free[5]]]));
+        assert_eq!(detail["count"], 6);
+        assert_eq!(detail["heldExempt"], 6);
+        assert_eq!(detail["slowestSink"], "splunk");
+        for &s in &free {
+            let rec = &j.audit_records(s, 1).await.unwrap()[0];
+            let p = rec
+                .pruned
+                .as_ref()
+                .unwrap_or_else(|| panic!("{s} not pruned"));
+            assert_eq!(p.by, d1);
+            assert_eq!(p.leaf_hash.len(), 64);
+            assert_eq!(rec.event.actor, "");
+            assert_eq!(rec.event.force, None);
+            assert_eq!(rec.event.object_id, None);
+            assert_eq!(rec.event.source_ip, None);
+            assert_eq!(rec.event.detail, None);
+        }
+        for &s in held.iter().chain(&essex).chain(&no_force).chain(&recent) {
+            assert!(
+                j.audit_records(s, 1).await.unwrap()[0].pruned.is_none(),
+                "record {s} was pruned"
+            );
+        }
+
+        // The sink catches up: the record of no force goes too (the default period), essex is
+        // kept forever, recent records and the held exchange's stay.
+        let head = j.ledger_head().await.unwrap().size();
+        j.set_sink_cursor("splunk", head, None).await.unwrap();
+        let r = ledger
+            .apply_retention(&policy, &sinks, now, false, &template)
+            .await
+            .unwrap();
+        assert_eq!((r.pruned, r.held), (4, 6), "{r:?}");
+        assert!(r.slowest_sink.is_none());
+        for &s in &no_force {
+            assert!(j.audit_records(s, 1).await.unwrap()[0].pruned.is_some());
+        }
+        // Nothing more to do: no empty deletion record is written.
+        let size = j.ledger_head().await.unwrap().size();
+        j.set_sink_cursor("splunk", size, None).await.unwrap();
+        let r = ledger
+            .apply_retention(&policy, &sinks, now, false, &template)
+            .await
+            .unwrap();
+        assert_eq!((r.pruned, r.deletion_records.len()), (0, 0), "{r:?}");
+
+        // Releasing the hold lets its records go at the next run.
+        j.release_hold(hold.id, event("legal_hold.release"))
+            .await
+            .unwrap();
+        let size = j.ledger_head().await.unwrap().size();
+        j.set_sink_cursor("splunk", size, None).await.unwrap();
+        let r = ledger
+            .apply_retention(&policy, &sinks, now, false, &template)
+            .await
+            .unwrap();
+        assert_eq!((r.pruned, r.held), (6, 0), "{r:?}");
+
+        // The journal's chain verifies through pruned records…
+        let chain = gateway::audit::verify_chain(j.as_ref()).await.unwrap();
+        assert!(chain.first_bad.is_none(), "{:?}", chain.first_bad);
+        assert_eq!(chain.records, j.ledger_head().await.unwrap().size());
+        // …and so do a full export (pruned rows written as Seq and LeafHash) and a filtered one.
+        for (name, filter) in [
+            ("full", replay::ledger::ExportFilter::default()),
+            (
+                "kent",
+                replay::ledger::ExportFilter {
+                    force: Some("kent".into()),
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let out = dir.path().join(name);
+            let done = ledger
+                .export(
+                    &out,
+                    replay::ledger::RecordFormat::Csv,
+                    filter,
+                    "tester",
+                    None,
+                )
+                .await
+                .unwrap();
+            let report = replay::ledger::verify_bundle(&out).unwrap();
+            assert!(report.is_intact(), "{name}: {:?}", report.first_problem());
+            let text = std::fs::read_to_string(out.join("records.csv")).unwrap();
+            let pruned_rows = text
+                .lines()
+                .filter(|l| l.ends_with(",,,,,,,,,,,,,,,,,"))
+                .count();
+            if name == "full" {
+                assert_eq!(
+                    done.summary.manifest.records,
+                    done.summary.manifest.tree_size
+                );
+                assert_eq!(pruned_rows, 16, "{text}");
+                assert!(!text.contains("10.9.8.7,") || text.matches("10.9.8.7").count() == 8);
+            } else {
+                assert_eq!(pruned_rows, 0, "a filtered export holds no pruned row");
+            }
+        }
+
+        // A policy with no per-force period: only essex's old records are left to go.
+        let default_only = replay::AuditRetentionPolicy {
+            default: Some(Duration::from_secs(30 * 86_400)),
+            forces: Default::default(),
+        };
+        let r = ledger
+            .apply_retention(&default_only, &[], now, true, &template)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.due, r.first_due, r.last_due),
+            (4, Some(essex[0]), Some(essex[3]))
+        );
+
+        // Pruning only goes through a deletion record that a checkpoint covers.
+        let err = j.prune_audit(recent[0]).await.unwrap_err();
+        assert!(
+            err.to_string().contains("not an audit.retention.deleted"),
+            "{err}"
+        );
+        let mut fake = template.clone();
+        fake.detail =
+            Some(serde_json::json!({"ranges": [[recent[0], recent[3]]], "before": "9999"}));
+        let uncovered = j.audit(fake).await.unwrap();
+        let err = j.prune_audit(uncovered).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not covered by a signed checkpoint"),
+            "{err}"
+        );
+        assert!(
+            j.audit_records(recent[0], 1).await.unwrap()[0]
+                .pruned
+                .is_none()
+        );
+    }
+
+    /// SQLite cannot refuse an edit to its file; `verify_chain` names a record whose content was
+    /// removed without a deletion record naming it.
+    pub(super) async fn sqlite_unexplained_prune_is_named(b: Backend) {
+        let j = b.journal.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = gateway::config::AuditConfig {
+            key_file: dir.path().join("ledger.key"),
+            ..Default::default()
+        };
+        let signer = gateway::ledger::load_signer(&cfg).unwrap();
+        let ledger = gateway::ledger::AuditLedger::new(j.clone(), signer, &cfg).unwrap();
+        for _ in 0..5 {
+            j.audit(event("exchange.view")).await.unwrap();
+        }
+        ledger.checkpoint().await.unwrap();
+        let path = b.url.strip_prefix("sqlite://").unwrap().to_owned();
+        tokio::task::spawn_blocking(move || {
+            let c = rusqlite::Connection::open(path).unwrap();
+            c.execute(
+                "UPDATE audit SET actor = '', role = '', force = NULL, action = '', \
+                 object_type = NULL, object_id = NULL, result = '', source_ip = NULL, \
+                 detail = NULL, pruned_by = 6 WHERE seq = 3",
+                [],
+            )
+            .unwrap();
+        })
+        .await
+        .unwrap();
+        let chain = gateway::audit::verify_chain(j.as_ref()).await.unwrap();
+        let bad = chain.first_bad.expect("the silent prune is found");
+        assert_eq!(bad.seq, 3, "{}", bad.reason);
+        assert!(
+            bad.reason.contains("no audit.retention.deleted record"),
+            "{}",
+            bad.reason
+        );
+    }
+
+    /// PostgreSQL: a prune gets past the append-only trigger only through `audit_prune()`; a
+    /// role that does not own the tables cannot prune by UPDATE even with the marker set, but can
+    /// call the function for a checkpointed deletion record.
+    pub(super) async fn postgres_prune_only_through_audit_prune(b: Backend) {
+        let j = b.journal.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = gateway::config::AuditConfig {
+            key_file: dir.path().join("ledger.key"),
+            ..Default::default()
+        };
+        let signer = gateway::ledger::load_signer(&cfg).unwrap();
+        let ledger = gateway::ledger::AuditLedger::new(j.clone(), signer, &cfg).unwrap();
+        let old = OffsetDateTime::now_utc() - time::Duration::days(40);
+        for _ in 0..4 {
+            let mut ev = event("exchange.view");
+            ev.time = old;
+            j.audit(ev).await.unwrap();
+        }
+        let mut del = event(replay::ledger_db::RETENTION_DELETED_ACTION);
+        del.detail = Some(serde_json::json!({"ranges": [[1, 2]], "before": "2999-01-01T00:00:00"}));
+        let d = j.audit(del).await.unwrap();
+        ledger.checkpoint().await.unwrap();
+
+        let role = format!("nmpp_gw_{}", Uuid::new_v4().simple());
+        let (owner, conn) = tokio_postgres::connect(&b.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        owner
+            .batch_execute(&format!(
+                "CREATE ROLE {role} LOGIN; \
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON audit, ledger_checkpoints TO {role};"
+            ))
+            .await
+            .unwrap();
+        let blank = "UPDATE audit SET actor = '', role = '', force = NULL, action = '', \
+                     object_type = NULL, object_id = NULL, result = '', source_ip = NULL, \
+                     user_agent = NULL, correlation_id = NULL, detail = NULL";
+        // The owner without the function, and the role even with the marker set: refused.
+        let err = owner
+            .batch_execute(&format!("{blank}, pruned_by = {d} WHERE seq = 3"))
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("append-only"), "{err:?}");
+        let role_url = b.url.replacen("postgres@", &format!("{role}@"), 1);
+        let (gw, conn) = tokio_postgres::connect(&role_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let err = gw
+            .batch_execute(&format!(
+                "BEGIN; SELECT set_config('nmpp.audit_prune', '{d}', true); \
+                 {blank}, pruned_by = {d} WHERE seq = 3; COMMIT"
+            ))
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("append-only"), "{err:?}");
+        let _ = gw.batch_execute("ROLLBACK").await;
+        // Through the function: exactly what the deletion record names.
+        let n: i64 = gw
+            .query_one("SELECT audit_prune($1)", &[&(d as i64)])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 2);
+        let pruned: Vec<i64> = gw
+            .query(
+                "SELECT seq FROM audit WHERE pruned_by IS NOT NULL ORDER BY seq",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(pruned, vec![1, 2]);
+        // A record that is not a deletion record cannot be used to prune.
+        let err = gw
+            .query_one("SELECT audit_prune(3)", &[])
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:?}").contains("not an audit.retention.deleted"),
+            "{err:?}"
+        );
+        let chain = gateway::audit::verify_chain(j.as_ref()).await.unwrap();
+        assert!(chain.first_bad.is_none(), "{:?}", chain.first_bad);
+        drop(gw);
+        owner
+            .batch_execute(&format!(
+                "REVOKE ALL ON audit, ledger_checkpoints FROM {role}; DROP ROLE {role}"
+            ))
+            .await
+            .unwrap();
+    }
+
     /// PostgreSQL: the gateway's connection cannot update, delete or truncate audit rows.
     pub(super) async fn postgres_audit_rows_are_append_only(b: Backend) {
         let j = b.journal.as_ref();
@@ -2009,6 +2397,7 @@ macro_rules! ledger_conformance {
                 sink_cursors_persist_and_never_go_back,
                 audit_log_query_filters_and_pages,
                 gateway_checkpoints_and_exports_verify,
+                audit_retention_prunes_behind_a_checkpointed_deletion_record,
             );
         }
     };
@@ -2025,6 +2414,17 @@ macro_rules! ledger_conformance {
 mod ledger {
     ledger_conformance!(sqlite);
     ledger_conformance!(postgres);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_unexplained_prune_is_named() {
+        super::ledger_bodies::sqlite_unexplained_prune_is_named(super::sqlite().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_prune_only_through_audit_prune() {
+        super::ledger_bodies::postgres_prune_only_through_audit_prune(super::postgres().await)
+            .await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_audit_rows_are_append_only() {

@@ -218,3 +218,138 @@ async fn formula_in_a_header_is_escaped_in_the_csv() {
     assert!(verify(&gw, &dir).await.status.success());
     gw.stop().await;
 }
+
+/// `N` in "would prune N record(s)" / "pruned N record(s)".
+fn count_after(text: &str, words: &str) -> u64 {
+    let at = text
+        .find(words)
+        .unwrap_or_else(|| panic!("{words:?} not in {text}"));
+    text[at + words.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count after {words:?} in {text}"))
+}
+
+/// Audit retention through the real binary: the dry run counts and changes nothing; apply
+/// prunes behind a checkpointed deletion record; the journal's chain and a full export still
+/// verify, with the pruned records as `Seq`/`LeafHash`-only rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_retention_apply_prunes_and_everything_still_verifies() {
+    let gw = TestGateway::start_with(|c| {
+        c.audit.retention.interval_s = 0;
+        c.audit.retention.keep = Some("2s".into());
+    })
+    .await;
+    traffic(&gw).await;
+    tokio::time::sleep(secs(3)).await;
+
+    let dry = gw.cli(&["audit", "retention", "apply", "--dry-run"]).await;
+    assert!(dry.status.success(), "{dry:?}");
+    assert!(
+        dry.stdout.contains("dry run: audit retention: default 2s"),
+        "{dry:?}"
+    );
+    assert!(
+        dry.stdout.contains("no audit sink is configured"),
+        "{dry:?}"
+    );
+    assert!(count_after(&dry.stdout, "would prune ") > 5, "{dry:?}");
+
+    let out = gw.cli(&["audit", "retention", "apply"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let pruned = count_after(&out.stdout, "pruned ");
+    assert!(pruned > 5, "{out:?}");
+    assert!(out.stdout.contains("under 1 deletion record(s)"), "{out:?}");
+
+    let chain = gw.cli(&["audit", "verify"]).await;
+    assert!(chain.status.success(), "{chain:?}");
+
+    let full = gw.dir.path().join("bundles").join("after-retention");
+    let ex = export(&gw, &full, &["--format", "csv"]).await;
+    assert!(ex.status.success(), "{ex:?}");
+    let ok = verify(&gw, &full).await;
+    assert!(
+        ok.status.success(),
+        "a bundle with pruned rows verifies: {ok:?}"
+    );
+    let lines = csv_lines(&full);
+    let pruned_rows: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.ends_with(",,,,,,,,,,,,,,,,,"))
+        .collect();
+    assert_eq!(pruned_rows.len() as u64, pruned, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(",audit.retention.deleted,")),
+        "the deletion record is exported"
+    );
+
+    // Blank the deletion record's row too (as if it had been removed to hide the prune): every
+    // pruned row is then unexplained, and the first is named.
+    let silent = gw.dir.path().join("bundles").join("silent");
+    copy_dir(&full, &silent);
+    let mut l = lines.clone();
+    let victim = l
+        .iter()
+        .position(|r| r.contains(",audit.retention.deleted,"))
+        .expect("the deletion record");
+    let cells: Vec<String> = l[victim]
+        .splitn(3, ',')
+        .take(2)
+        .map(str::to_owned)
+        .collect();
+    l[victim] = format!("{},{}{}", cells[0], cells[1], ",".repeat(17));
+    write_lines(&silent, &l);
+    let first_pruned = pruned_rows[0].split(',').next().unwrap().to_owned();
+    let bad = verify(&gw, &silent).await;
+    assert!(!bad.status.success(), "{bad:?}");
+    assert!(
+        bad.stdout.contains(&format!(
+            "first problem: unexplained pruned record at record {first_pruned}"
+        )),
+        "{bad:?}"
+    );
+}
+
+/// The server applies audit retention on its own schedule (`[audit.retention] interval_s`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_applies_audit_retention_on_schedule() {
+    let gw = TestGateway::start_with(|c| {
+        c.audit.retention.interval_s = 1;
+        c.audit.retention.keep = Some("1s".into());
+    })
+    .await;
+    traffic(&gw).await;
+    let url = format!("sqlite://{}", gw.journal_path().display());
+    let j = replay::open(&url, replay::OpenOptions::default())
+        .await
+        .unwrap();
+    nmpp_tests::eventually("a deletion record by the server", secs(20), || {
+        let j = j.clone();
+        async move {
+            let recs = j
+                .audit_records(1, 100_000)
+                .await
+                .map_err(|e| e.to_string())?;
+            let del = recs
+                .iter()
+                .find(|r| r.event.action == "audit.retention.deleted")
+                .ok_or("none yet")?;
+            if del.event.actor != "system:retention" {
+                return Err(format!("by {}", del.event.actor));
+            }
+            if !recs
+                .iter()
+                .any(|r| r.pruned.as_ref().is_some_and(|p| p.by == del.seq))
+            {
+                return Err("nothing pruned under it yet".into());
+            }
+            Ok(())
+        }
+    })
+    .await;
+    let chain = gw.cli(&["audit", "verify"]).await;
+    assert!(chain.status.success(), "{chain:?}");
+}

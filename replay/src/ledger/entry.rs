@@ -244,7 +244,7 @@ pub fn event_type_of(operation: &str) -> &'static str {
         "view" | "read" | "get" | "list" | "search" | "export" | "download" | "query" => "Read",
         "create" | "accept" | "submit" | "upload" => "Create",
         "update" | "set" | "change" | "configure" | "config" => "Set",
-        "delete" | "purge" | "remove" | "retention" => "Delete",
+        "delete" | "deleted" | "purge" | "remove" | "retention" => "Delete",
         "replay" | "execute" | "run" | "retry" => "Execute",
         _ => "Other",
     }

@@ -15,6 +15,7 @@
 //! - [`note`] — C2SP signed notes with Ed25519 keys, the `vkey`/`skey` text encodings and key
 //!   generation;
 //! - [`checkpoint`] — C2SP `tlog-checkpoint` bodies, signed and opened;
+//! - [`retention`] — pruned records and the deletion records that explain them;
 //! - [`bundle`] — the auditor bundle: [`BundleWriter`], [`verify_bundle`] and their file formats.
 //!
 //! `README.md` beside this file specifies every format precisely enough to write an independent
@@ -24,6 +25,7 @@ pub mod bundle;
 pub mod checkpoint;
 pub mod entry;
 pub mod note;
+pub mod retention;
 pub mod tree;
 
 #[cfg(test)]

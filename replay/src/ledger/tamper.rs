@@ -1047,3 +1047,212 @@ proptest::proptest! {
         }
     }
 }
+
+// ---- audit retention: pruned rows and the deletion record that explains them ----
+
+/// The deletion record's sequence number and the ranges it names in [`retention_fixture`].
+const DELETION_SEQ: u64 = 150;
+const PRUNED: [(u64, u64); 2] = [(1, 40), (42, 60)];
+
+/// The fixture with record 150 replaced by a deletion record naming records 1..=40 and 42..=60
+/// (41 is "held"), re-signed.
+fn retention_fixture() -> Fixture {
+    let mut fx = fixture();
+    let mut ev = AuditEvent {
+        time: time::macros::datetime!(2026-01-06 08:00:00 UTC),
+        actor: "system:retention".into(),
+        role: "system".into(),
+        force: None,
+        action: super::retention::DELETION_OPERATION.into(),
+        object_type: Some("audit".into()),
+        object_id: None,
+        result: "success".into(),
+        source_ip: None,
+        user_agent: None,
+        correlation_id: None,
+        event_uid: uuid::Uuid::from_u128(0x0195a6f0_0000_7000_8000_0000000fffff),
+        detail: None,
+    };
+    ev.detail = Some(serde_json::json!({
+        "ranges": PRUNED,
+        "count": 59,
+        "before": "2026-01-05T09:00:00",
+        "held": 1,
+    }));
+    fx.entries[DELETION_SEQ as usize - 1] =
+        AuditEntry::from_event(DELETION_SEQ, &ev).expect("entry");
+    let mut f = Frontier::new();
+    fx.notes.clear();
+    for e in &fx.entries {
+        f.push(e.leaf_hash().expect("hash"));
+        if CHECKPOINT_SIZES.contains(&f.size()) {
+            fx.notes.push(
+                Checkpoint::new(ORIGIN, f.size(), f.root())
+                    .sign(&fx.signer)
+                    .expect("sign"),
+            );
+        }
+    }
+    fx
+}
+
+fn is_pruned(seq: u64) -> bool {
+    PRUNED.iter().any(|(lo, hi)| (*lo..=*hi).contains(&seq))
+}
+
+fn build_pruned(dir: &Path, fx: &Fixture, format: RecordFormat, filter: ExportFilter) {
+    let mut w = super::bundle::BundleWriter::create(
+        dir,
+        options(format, filter),
+        fx.signer.clone(),
+        &fx.notes,
+    )
+    .expect("create");
+    for e in &fx.entries {
+        if is_pruned(e.seq) {
+            w.push_pruned(e.seq, e.leaf_hash().expect("hash"))
+                .expect("pruned");
+        } else {
+            w.push(e).expect("push");
+        }
+    }
+    w.finish().expect("finish");
+}
+
+/// Blanks record `seq`'s CSV row to a pruned row, as someone deleting its content would.
+fn prune_csv_row(d: &Path, seq: u64) {
+    let mut rows = read_csv(d);
+    let i = row_of(&rows, seq);
+    for c in rows[i].iter_mut().skip(2) {
+        c.clear();
+    }
+    write_csv(d, &rows);
+}
+
+#[test]
+fn ledger_tamper_pruned_rows_verify_only_when_a_deletion_record_explains_them() {
+    let fx = retention_fixture();
+    let tmp = tempfile::tempdir().expect("tmp");
+
+    // Untouched, in both formats: pruned rows hash into the signed roots as they are.
+    for format in [RecordFormat::Csv, RecordFormat::Jsonl] {
+        let dir = tmp.path().join(format!("pristine-{format:?}"));
+        build_pruned(&dir, &fx, format, ExportFilter::default());
+        let report = verify_bundle(&dir).expect("verify");
+        assert!(report.is_intact(), "{format:?}: {:#?}", report.problems);
+        assert_eq!(report.records, N);
+    }
+    // A filtered export skips pruned records (they match no filter) and still verifies.
+    let filtered = tmp.path().join("filtered");
+    build_pruned(&filtered, &fx, RecordFormat::Csv, kent());
+    let report = verify_bundle(&filtered).expect("verify");
+    assert!(report.is_intact(), "{:#?}", report.problems);
+    let rows = read_csv(&filtered);
+    assert!(
+        rows.iter()
+            .skip(1)
+            .all(|r| !is_pruned(r[0].parse().expect("seq"))),
+        "a filtered export holds no pruned row"
+    );
+
+    let base = tmp.path().join("pristine-Csv");
+    let line = |seq| csv_line(&base, seq);
+    let cases: Vec<(String, Attack, Expect)> = vec![
+        (
+            "prune a record no deletion record names (the held one)".into(),
+            Box::new(|d: &Path| prune_csv_row(d, 41)),
+            expect(ProblemKind::UnexplainedPrune).seq(41).line(line(41)),
+        ),
+        (
+            "prune a record after the named ranges".into(),
+            Box::new(|d: &Path| prune_csv_row(d, 70)),
+            expect(ProblemKind::UnexplainedPrune).seq(70).line(line(70)),
+        ),
+        (
+            "prune a record after the deletion record".into(),
+            Box::new(|d: &Path| prune_csv_row(d, 160)),
+            expect(ProblemKind::UnexplainedPrune).seq(160),
+        ),
+        (
+            "remove the deletion record".into(),
+            Box::new(|d: &Path| {
+                let mut rows = read_csv(d);
+                let i = row_of(&rows, DELETION_SEQ);
+                rows.remove(i);
+                write_csv(d, &rows);
+            }),
+            expect(ProblemKind::UnexplainedPrune).seq(1),
+        ),
+        (
+            "widen the deletion record's ranges to explain a pruned held record".into(),
+            Box::new(|d: &Path| {
+                prune_csv_row(d, 41);
+                edit_csv_cell(
+                    d,
+                    DELETION_SEQ,
+                    "AdditionalFields",
+                    r#"{"before":"2026-01-05T09:00:00","count":60,"held":0,"ranges":[[1,60]]}"#,
+                );
+            }),
+            // An edited deletion record explains nothing: every pruned row is then unexplained.
+            expect(ProblemKind::UnexplainedPrune).seq(1),
+        ),
+        (
+            "delete a pruned row".into(),
+            Box::new(|d: &Path| {
+                let mut rows = read_csv(d);
+                let i = row_of(&rows, 30);
+                rows.remove(i);
+                write_csv(d, &rows);
+            }),
+            expect(ProblemKind::DeletedRecord).seq(30),
+        ),
+        (
+            "change a pruned row's leaf hash".into(),
+            Box::new(|d: &Path| {
+                let rows = read_csv(d);
+                let current = rows[row_of(&rows, 33)][1].clone();
+                edit_csv_cell(d, 33, "LeafHash", &other_value("LeafHash", &current));
+            }),
+            // Records 21..=47 are checkpoint #2's interval.
+            expect(ProblemKind::RootMismatch).seq(21).checkpoint(2),
+        ),
+    ];
+    run_cases(&base, &tmp.path().join("cases"), cases);
+
+    // JSON lines: a pruned row is exactly Seq, LeafHash and "Pruned": true.
+    let jbase = tmp.path().join("pristine-Jsonl");
+    let edit = |d: &Path, seq: u64, f: &dyn Fn(&str) -> String| {
+        let p = d.join(files::RECORDS_JSONL);
+        let text = std::fs::read_to_string(&p).expect("read");
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines[seq as usize - 1] = f(&lines[seq as usize - 1]);
+        std::fs::write(&p, lines.join("\n") + "\n").expect("write");
+    };
+    let jcases: Vec<(String, Attack, Expect)> = vec![
+        (
+            "a pruned row that keeps some content".into(),
+            Box::new(move |d: &Path| {
+                edit(d, 5, &|l| l.replacen('{', "{\"ActorUsername\":\"x\",", 1));
+            }),
+            expect(ProblemKind::EditedRecord).seq(5).line(5),
+        ),
+        (
+            "a record replaced by a pruned row".into(),
+            Box::new(move |d: &Path| {
+                let text = std::fs::read_to_string(d.join(files::RECORDS_JSONL)).expect("read");
+                let line = text.lines().nth(99).expect("line");
+                let leaf =
+                    serde_json::from_str::<serde_json::Value>(line).expect("json")["LeafHash"]
+                        .as_str()
+                        .expect("leaf")
+                        .to_owned();
+                edit(d, 100, &|_| {
+                    serde_json::json!({"Seq": 100, "LeafHash": leaf, "Pruned": true}).to_string()
+                });
+            }),
+            expect(ProblemKind::UnexplainedPrune).seq(100).line(100),
+        ),
+    ];
+    run_cases(&jbase, &tmp.path().join("jcases"), jcases);
+}

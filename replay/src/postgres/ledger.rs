@@ -5,8 +5,9 @@ use super::pg;
 use super::read::{audit_records, audit_row};
 use super::write::{append_audit, rfc3339};
 use crate::ledger_db::{
-    AuditQuery, LedgerHead, NewCheckpoint, SinkCursor, SinkQuarantine, StoredCheckpoint,
-    check_checkpoint, checkpoint_event, frontier_from, in_window, leaf_of, second_prefix,
+    AuditPrunePlan, AuditQuery, AuditRetentionPolicy, LedgerHead, NewCheckpoint, SinkCursor,
+    SinkQuarantine, StoredCheckpoint, check_checkpoint, checkpoint_event, deletion_detail,
+    frontier_from, in_window, leaf_of, second_prefix,
 };
 use crate::{AuditEvent, AuditRecord, JournalError, Page, Result};
 use time::OffsetDateTime;
@@ -155,7 +156,8 @@ pub(super) async fn search_audit(
 ) -> Result<Page<AuditRecord>> {
     let mut sql = String::from(
         "SELECT seq, time, actor, role, force, action, object_type, object_id, result, source_ip,
-                user_agent, correlation_id, event_uid, detail, prev_hash, hash
+                user_agent, correlation_id, event_uid, detail, prev_hash, hash,
+                leaf_hash, pruned_by
          FROM audit WHERE true",
     );
     let mut ints: Vec<i64> = Vec::new();
@@ -313,4 +315,123 @@ pub(super) async fn quarantined(c: &impl GenericClient, sink: &str) -> Result<Ve
             reason: r.get(5),
         })
         .collect())
+}
+
+/// Whether audit record `a` is about an exchange under a legal hold (held itself, or its case);
+/// the same test as in `audit_prune()` (migration 0024).
+const AUDIT_HELD: &str = "EXISTS (SELECT 1 FROM legal_holds h JOIN exchanges e
+      ON h.root_id = e.root_id OR (h.force = e.force AND h.case_ref = e.case_ref)
+      WHERE h.released_at IS NULL
+        AND e.id = CASE WHEN a.object_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                        THEN a.object_id::uuid END)";
+
+pub(super) async fn prune_plan(
+    c: &impl GenericClient,
+    policy: &AuditRetentionPolicy,
+    now: OffsetDateTime,
+    from: u64,
+    through: u64,
+    limit: usize,
+) -> Result<AuditPrunePlan> {
+    let cut = policy.cutoffs(now);
+    let mut plan = AuditPrunePlan {
+        before: cut.newest.clone(),
+        ..AuditPrunePlan::default()
+    };
+    let Some(newest) = &cut.newest else {
+        return Ok(plan);
+    };
+    let last_due: Option<i64> = c
+        .query_one(
+            "SELECT max(seq) FROM audit WHERE time < $1 COLLATE \"C\"",
+            &[newest],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    let through = through.min(last_due.map_or(0, |s| s as u64));
+    let from = from.max(1);
+    if through < from {
+        return Ok(plan);
+    }
+    let (from_i, through_i, limit_i) = (from as i64, through as i64, limit.max(1) as i64);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from_i, &through_i, &cut.default];
+    let mut case = String::from("CASE a.force");
+    for (force, cutoff) in &cut.forces {
+        params.push(force);
+        params.push(cutoff);
+        case.push_str(&format!(
+            " WHEN ${} THEN ${}",
+            params.len() - 1,
+            params.len()
+        ));
+    }
+    // A CASE needs at least one WHEN: without per-force periods the default is the cutoff.
+    if cut.forces.is_empty() {
+        case = "$3::text".to_owned();
+    } else {
+        case.push_str(" ELSE $3::text END");
+    }
+    params.push(&limit_i);
+    let sql = format!(
+        "SELECT a.seq, {AUDIT_HELD} FROM audit a
+         WHERE a.pruned_by IS NULL AND a.seq BETWEEN $1 AND $2 AND a.leaf_hash IS NOT NULL
+           AND a.action NOT IN ('ledger.checkpoint', 'audit.retention.deleted')
+           AND a.time < ({case}) COLLATE \"C\"
+         ORDER BY a.seq LIMIT ${}",
+        params.len()
+    );
+    let rows = c.query(&sql, &params).await.map_err(pg)?;
+    let mut due = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if r.get::<_, bool>(1) {
+            plan.held += 1;
+        } else {
+            due.push(r.get::<_, i64>(0) as u64);
+        }
+    }
+    plan.count = due.len() as u64;
+    plan.ranges = crate::ledger::retention::to_ranges(due);
+    plan.next = (rows.len() >= limit.max(1))
+        .then(|| rows.last().map(|r| r.get::<_, i64>(0) as u64))
+        .flatten();
+    Ok(plan)
+}
+
+/// Prunes what deletion record `deletion` names, through the `audit_prune` SECURITY DEFINER
+/// function (the only way past the append-only trigger). The deletion record is checked here
+/// first for a clear error; the function checks it again.
+pub(super) async fn prune(client: &mut tokio_postgres::Client, deletion: u64) -> Result<u64> {
+    let tx = client.transaction().await.map_err(pg)?;
+    let Some(row) = tx
+        .query_opt(
+            "SELECT action, detail, pruned_by,
+                    (SELECT coalesce(max(size), 0) FROM ledger_checkpoints)
+             FROM audit WHERE seq = $1",
+            &[&(deletion as i64)],
+        )
+        .await
+        .map_err(pg)?
+    else {
+        return Err(JournalError::NotFound(format!("audit record {deletion}")));
+    };
+    let detail: Option<serde_json::Value> = row
+        .get::<_, Option<&str>>(1)
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| JournalError::Corrupt(format!("bad audit detail: {e}")))?;
+    deletion_detail(
+        deletion,
+        row.get(0),
+        detail.as_ref(),
+        row.get::<_, Option<i64>>(2).is_some(),
+        row.get::<_, i64>(3) as u64,
+    )?;
+    let n: i64 = tx
+        .query_one("SELECT audit_prune($1)", &[&(deletion as i64)])
+        .await
+        .map_err(pg)?
+        .get(0);
+    tx.commit().await.map_err(pg)?;
+    Ok(n as u64)
 }

@@ -62,6 +62,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "ledger",
         include_str!("../../migrations/postgres/0020_ledger.sql"),
     ),
+    (
+        24,
+        "audit_retention",
+        include_str!("../../migrations/postgres/0024_audit_retention.sql"),
+    ),
 ];
 
 /// Most operations one writer transaction takes, by default.
@@ -483,6 +488,24 @@ impl Journal for PgJournal {
     async fn sink_quarantine(&self, sink: &str) -> Result<Vec<crate::SinkQuarantine>> {
         let c = self.client().await?;
         ledger::quarantined(cl(&c), sink).await
+    }
+
+    async fn audit_prune_plan(
+        &self,
+        policy: &crate::AuditRetentionPolicy,
+        now: OffsetDateTime,
+        from: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<crate::AuditPrunePlan> {
+        let c = self.client().await?;
+        ledger::prune_plan(cl(&c), policy, now, from, through, limit).await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn prune_audit(&self, deletion_seq: u64) -> Result<u64> {
+        let mut c = self.client().await?;
+        ledger::prune(&mut c, deletion_seq).await
     }
 
     #[tracing::instrument(skip_all)]

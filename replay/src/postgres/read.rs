@@ -225,7 +225,8 @@ pub(super) async fn audit_records(
     let rows = c
         .query(
             "SELECT seq, time, actor, role, force, action, object_type, object_id, result,
-                    source_ip, user_agent, correlation_id, event_uid, detail, prev_hash, hash
+                    source_ip, user_agent, correlation_id, event_uid, detail, prev_hash, hash,
+                leaf_hash, pruned_by
              FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2",
             &[&(from as i64), &(limit as i64)],
         )
@@ -235,7 +236,8 @@ pub(super) async fn audit_records(
 }
 
 /// The columns `seq, time, actor, role, force, action, object_type, object_id, result,
-/// source_ip, user_agent, correlation_id, event_uid, detail, prev_hash, hash` as a record.
+/// source_ip, user_agent, correlation_id, event_uid, detail, prev_hash, hash, leaf_hash,
+/// pruned_by` as a record.
 pub(super) fn audit_row(r: &tokio_postgres::Row) -> Result<AuditRecord> {
     let time: &str = r.get(1);
     let detail: Option<&str> = r.get(13);
@@ -262,6 +264,10 @@ pub(super) fn audit_row(r: &tokio_postgres::Row) -> Result<AuditRecord> {
         },
         prev_hash: r.get(14),
         hash: r.get(15),
+        pruned: r.get::<_, Option<i64>>(17).map(|by| crate::model::Pruned {
+            by: by as u64,
+            leaf_hash: r.get::<_, Option<String>>(16).unwrap_or_default(),
+        }),
     })
 }
 

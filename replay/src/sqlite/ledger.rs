@@ -4,8 +4,9 @@
 use super::read::{audit_records, audit_row};
 use super::write::{Head, append_audit, load_frontier, rfc3339, save_frontier};
 use crate::ledger_db::{
-    AuditQuery, NewCheckpoint, SinkCursor, SinkQuarantine, StoredCheckpoint, check_checkpoint,
-    checkpoint_event, in_window, leaf_of, second_prefix,
+    AuditPrunePlan, AuditQuery, AuditRetentionPolicy, NewCheckpoint, SinkCursor, SinkQuarantine,
+    StoredCheckpoint, check_checkpoint, checkpoint_event, deletion_detail, in_window, leaf_of,
+    second_prefix,
 };
 use crate::{AuditEvent, AuditRecord, JournalError, Page, Result};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::Value};
@@ -110,7 +111,8 @@ pub(super) fn search_audit(
 ) -> Result<Page<AuditRecord>> {
     let mut sql = String::from(
         "SELECT seq, time, actor, role, force, action, object_type, object_id, result, source_ip,
-                user_agent, correlation_id, event_uid, detail, prev_hash, hash
+                user_agent, correlation_id, event_uid, detail, prev_hash, hash,
+                leaf_hash, pruned_by
          FROM audit WHERE 1 = 1",
     );
     let mut args: Vec<Value> = Vec::new();
@@ -239,4 +241,119 @@ pub(super) fn quarantined(c: &Connection, sink: &str) -> Result<Vec<SinkQuaranti
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Whether audit record `a` is about an exchange under a legal hold (held itself, or its case).
+const AUDIT_HELD: &str = "EXISTS (SELECT 1 FROM exchanges e JOIN legal_holds h
+      ON h.root_id = e.root_id OR (h.force = e.force AND h.case_ref = e.case_ref)
+      WHERE e.id = a.object_id AND h.released_at IS NULL)";
+
+/// The records no retention ever prunes, whatever their age.
+const NEVER_PRUNED: &str = "a.action NOT IN ('ledger.checkpoint', 'audit.retention.deleted')";
+
+pub(super) fn prune_plan(
+    c: &Connection,
+    policy: &AuditRetentionPolicy,
+    now: OffsetDateTime,
+    from: u64,
+    through: u64,
+    limit: usize,
+) -> Result<AuditPrunePlan> {
+    let cut = policy.cutoffs(now);
+    let mut plan = AuditPrunePlan {
+        before: cut.newest.clone(),
+        ..AuditPrunePlan::default()
+    };
+    let Some(newest) = &cut.newest else {
+        return Ok(plan);
+    };
+    // Nothing at or after the newest cutoff can be due: bound the scan by it (audit_time index).
+    let last_due: Option<i64> = c.query_row(
+        "SELECT max(seq) FROM audit WHERE time < ?1",
+        params![newest],
+        |r| r.get(0),
+    )?;
+    let through = through.min(last_due.map_or(0, |s| s as u64));
+    if through < from.max(1) {
+        return Ok(plan);
+    }
+    let mut args: Vec<Value> = vec![
+        Value::Integer(from.max(1) as i64),
+        Value::Integer(through as i64),
+        cut.default.clone().map_or(Value::Null, Value::Text),
+    ];
+    let mut case = String::from("CASE a.force");
+    for (force, cutoff) in &cut.forces {
+        args.push(Value::Text(force.clone()));
+        args.push(cutoff.clone().map_or(Value::Null, Value::Text));
+        case.push_str(&format!(" WHEN ?{} THEN ?{}", args.len() - 1, args.len()));
+    }
+    // A CASE needs at least one WHEN: without per-force periods the default is the cutoff.
+    if cut.forces.is_empty() {
+        case = "?3".to_owned();
+    } else {
+        case.push_str(" ELSE ?3 END");
+    }
+    args.push(Value::Integer(limit.max(1) as i64));
+    let sql = format!(
+        "SELECT a.seq, {AUDIT_HELD} FROM audit a INDEXED BY audit_unpruned
+         WHERE a.pruned_by IS NULL AND a.seq BETWEEN ?1 AND ?2 AND a.leaf_hash IS NOT NULL
+           AND {NEVER_PRUNED} AND a.time < ({case})
+         ORDER BY a.seq LIMIT ?{}",
+        args.len()
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let (mut due, mut scanned, mut last) = (Vec::new(), 0usize, 0u64);
+    while let Some(r) = rows.next()? {
+        let seq = r.get::<_, i64>(0)? as u64;
+        scanned += 1;
+        last = seq;
+        if r.get::<_, bool>(1)? {
+            plan.held += 1;
+        } else {
+            due.push(seq);
+        }
+    }
+    plan.count = due.len() as u64;
+    plan.ranges = crate::ledger::retention::to_ranges(due);
+    plan.next = (scanned >= limit.max(1)).then_some(last);
+    Ok(plan)
+}
+
+/// Prunes what deletion record `deletion` names (writer thread, in a savepoint).
+pub(super) fn prune(c: &Connection, deletion: u64) -> Result<u64> {
+    let row: Option<(String, Option<String>, Option<i64>)> = c
+        .query_row(
+            "SELECT action, detail, pruned_by FROM audit WHERE seq = ?1",
+            params![deletion as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((action, detail, pruned_by)) = row else {
+        return Err(JournalError::NotFound(format!("audit record {deletion}")));
+    };
+    let detail: Option<serde_json::Value> = detail
+        .map(|d| serde_json::from_str(&d))
+        .transpose()
+        .map_err(|e| JournalError::Corrupt(format!("bad audit detail: {e}")))?;
+    let (ranges, before) = deletion_detail(
+        deletion,
+        &action,
+        detail.as_ref(),
+        pruned_by.is_some(),
+        newest_checkpoint(c)?,
+    )?;
+    let mut stmt = c.prepare_cached(&format!(
+        "UPDATE audit AS a SET actor = '', role = '', force = NULL, action = '', object_type = NULL,
+                object_id = NULL, result = '', source_ip = NULL, user_agent = NULL,
+                correlation_id = NULL, detail = NULL, pruned_by = ?1
+         WHERE a.seq BETWEEN ?2 AND ?3 AND a.pruned_by IS NULL AND a.leaf_hash IS NOT NULL
+           AND {NEVER_PRUNED} AND a.time < ?4 AND NOT {AUDIT_HELD}"
+    ))?;
+    let mut n = 0u64;
+    for (lo, hi) in ranges {
+        n += stmt.execute(params![deletion as i64, lo as i64, hi as i64, before])? as u64;
+    }
+    Ok(n)
 }

@@ -61,6 +61,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "ledger",
         include_str!("../../migrations/sqlite/0020_ledger.sql"),
     ),
+    (
+        24,
+        "audit_retention",
+        include_str!("../../migrations/sqlite/0024_audit_retention.sql"),
+    ),
 ];
 
 /// How many queued operations one transaction takes at most, by default.
@@ -686,6 +691,24 @@ impl Journal for SqliteJournal {
     async fn sink_quarantine(&self, sink: &str) -> Result<Vec<crate::SinkQuarantine>> {
         let sink = sink.to_owned();
         self.read(move |c| ledger::quarantined(c, &sink)).await
+    }
+
+    async fn audit_prune_plan(
+        &self,
+        policy: &crate::AuditRetentionPolicy,
+        now: OffsetDateTime,
+        from: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<crate::AuditPrunePlan> {
+        let policy = policy.clone();
+        self.read(move |c| ledger::prune_plan(c, &policy, now, from, through, limit))
+            .await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn prune_audit(&self, deletion_seq: u64) -> Result<u64> {
+        self.exec(move |c, _| ledger::prune(c, deletion_seq)).await
     }
 }
 

@@ -284,7 +284,8 @@ pub(super) fn payloads(c: &Connection, id: Uuid) -> Result<Option<StoredPayloads
 pub(super) fn audit_records(c: &Connection, from: u64, limit: usize) -> Result<Vec<AuditRecord>> {
     let mut stmt = c.prepare_cached(
         "SELECT seq, time, actor, role, force, action, object_type, object_id, result, source_ip,
-                user_agent, correlation_id, event_uid, detail, prev_hash, hash
+                user_agent, correlation_id, event_uid, detail, prev_hash, hash,
+                leaf_hash, pruned_by
          FROM audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
     )?;
     let mut rows = stmt.query(params![from as i64, limit as i64])?;
@@ -296,7 +297,8 @@ pub(super) fn audit_records(c: &Connection, from: u64, limit: usize) -> Result<V
 }
 
 /// The columns `seq, time, actor, role, force, action, object_type, object_id, result,
-/// source_ip, user_agent, correlation_id, event_uid, detail, prev_hash, hash` as a record.
+/// source_ip, user_agent, correlation_id, event_uid, detail, prev_hash, hash, leaf_hash,
+/// pruned_by` as a record.
 pub(super) fn audit_row(r: &rusqlite::Row<'_>) -> Result<AuditRecord> {
     let detail: Option<String> = r.get(13)?;
     let uid: String = r.get(12)?;
@@ -323,6 +325,13 @@ pub(super) fn audit_row(r: &rusqlite::Row<'_>) -> Result<AuditRecord> {
         },
         prev_hash: r.get(14)?,
         hash: r.get(15)?,
+        pruned: match r.get::<_, Option<i64>>(17)? {
+            Some(by) => Some(crate::model::Pruned {
+                by: by as u64,
+                leaf_hash: r.get::<_, Option<String>>(16)?.unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
 }
 

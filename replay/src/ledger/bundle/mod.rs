@@ -287,6 +287,49 @@ pub(crate) fn entry_cells(entry: &AuditEntry, leaf: &Hash) -> Vec<String> {
     ]
 }
 
+/// The CSV cells of a pruned record: `Seq`, `LeafHash`, every other cell empty.
+pub(crate) fn pruned_cells(seq: u64, leaf: &Hash) -> Vec<String> {
+    let mut cells = vec![String::new(); CSV_COLUMNS.len()];
+    cells[0] = seq.to_string();
+    cells[1] = hex::encode(leaf);
+    cells
+}
+
+/// The `records.jsonl` line of a pruned record: `{"LeafHash":…,"Pruned":true,"Seq":…}`.
+pub(crate) fn pruned_jsonl_line(seq: u64, leaf: &Hash) -> String {
+    serde_json::json!({"Seq": seq, "LeafHash": hex::encode(leaf), "Pruned": true}).to_string()
+}
+
+/// One row of the records file: a record, or what is left of a pruned one.
+#[derive(Debug, Clone)]
+pub(crate) enum RowBody {
+    /// A whole record.
+    Entry(AuditEntry),
+    /// A record whose content audit retention removed: only its sequence number is left (the
+    /// leaf hash is the row's `LeafHash`).
+    Pruned(u64),
+}
+
+impl RowBody {
+    pub(crate) fn seq(&self) -> u64 {
+        match self {
+            RowBody::Entry(e) => e.seq,
+            RowBody::Pruned(s) => *s,
+        }
+    }
+}
+
+/// Reads a CSV row: a pruned row (`Seq`, `LeafHash` and nothing else) or a record.
+pub(crate) fn cells_row(cells: &[String]) -> Result<(RowBody, String), String> {
+    if cells.len() == CSV_COLUMNS.len() && cells[2..].iter().all(String::is_empty) {
+        let seq = cells[0]
+            .parse::<u64>()
+            .map_err(|_| "Seq: not a sequence number".to_owned())?;
+        return Ok((RowBody::Pruned(seq), cells[1].clone()));
+    }
+    cells_entry(cells).map(|(e, l)| (RowBody::Entry(e), l))
+}
+
 /// Rebuilds an entry from unescaped CSV cells; returns it with the `LeafHash` cell. The error
 /// names the column.
 pub(crate) fn cells_entry(cells: &[String]) -> Result<(AuditEntry, String), String> {
@@ -373,6 +416,32 @@ impl<'de> Deserialize<'de> for StrictObject {
         }
         d.deserialize_map(V)
     }
+}
+
+/// Parses one `records.jsonl` line: a pruned row (exactly `Seq`, `LeafHash` and
+/// `"Pruned": true`) or a record.
+pub(crate) fn parse_jsonl_row(line: &str) -> Result<(RowBody, String), String> {
+    if let Ok(StrictObject(obj)) = serde_json::from_str::<StrictObject>(line)
+        && obj.iter().any(|(k, _)| k == "Pruned")
+    {
+        let mut keys: Vec<&str> = obj.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        if keys != ["LeafHash", "Pruned", "Seq"] {
+            return Err("a pruned row holds exactly Seq, LeafHash and Pruned".into());
+        }
+        let get = |k: &str| obj.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+        if get("Pruned") != Some(&serde_json::Value::Bool(true)) {
+            return Err("Pruned: must be true".into());
+        }
+        let seq = get("Seq")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or("Seq: not a sequence number")?;
+        let leaf = get("LeafHash")
+            .and_then(serde_json::Value::as_str)
+            .ok_or("LeafHash: not a string")?;
+        return Ok((RowBody::Pruned(seq), leaf.to_owned()));
+    }
+    parse_jsonl_line(line).map(|(e, l)| (RowBody::Entry(e), l))
 }
 
 /// Parses one `records.jsonl` line into the entry and its `LeafHash` value.

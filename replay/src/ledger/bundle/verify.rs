@@ -25,10 +25,10 @@ use super::super::tree::{
     Frontier, Hash, parse_hex_hash, root_from_inclusion_proof, verify_consistency,
 };
 use super::{
-    CSV_COLUMNS, FORMAT_VERSION, Manifest, ProofLine, RecordFormat, cells_entry, files,
-    manifest_note_text, parse_jsonl_line, parse_path, split_notes, unescape_cell,
+    CSV_COLUMNS, FORMAT_VERSION, Manifest, ProofLine, RecordFormat, RowBody, cells_row, files,
+    manifest_note_text, parse_jsonl_row, parse_path, split_notes, unescape_cell,
 };
-use crate::ledger::entry::AuditEntry;
+use crate::ledger::retention::{DELETION_OPERATION, PruneCoverage};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -70,6 +70,9 @@ pub enum ProblemKind {
     FormulaNotEscaped,
     /// The manifest, its signature, or a file's digest does not match.
     ManifestMismatch,
+    /// A record's content was removed (a pruned row) and no deletion record
+    /// (`audit.retention.deleted`, covered by a signed checkpoint) names it: a silent deletion.
+    UnexplainedPrune,
 }
 
 impl std::fmt::Display for ProblemKind {
@@ -86,6 +89,7 @@ impl std::fmt::Display for ProblemKind {
             ProblemKind::TamperedProof => "tampered proof",
             ProblemKind::FormulaNotEscaped => "unescaped formula cell",
             ProblemKind::ManifestMismatch => "manifest mismatch",
+            ProblemKind::UnexplainedPrune => "unexplained pruned record",
         })
     }
 }
@@ -783,7 +787,7 @@ struct RecordStats {
 struct Row {
     line: u64,
     seq: Option<u64>,
-    parsed: Result<(AuditEntry, String), String>,
+    parsed: Result<(RowBody, String), String>,
     formula: Option<(String, char)>,
 }
 
@@ -842,7 +846,7 @@ impl RowReader {
                         Some(Row {
                             line,
                             seq,
-                            parsed: cells_entry(&cells),
+                            parsed: cells_row(&cells),
                             formula,
                         })
                     }
@@ -864,9 +868,9 @@ impl RowReader {
                 *n += 1;
                 let (parsed, seq) = match line {
                     Ok(l) => {
-                        let parsed = parse_jsonl_line(&l);
+                        let parsed = parse_jsonl_row(&l);
                         let seq = match &parsed {
-                            Ok((e, _)) => Some(e.seq),
+                            Ok((b, _)) => Some(b.seq()),
                             // Name the record if its Seq can still be read.
                             Err(_) => serde_json::from_str::<serde_json::Value>(&l)
                                 .ok()
@@ -951,6 +955,7 @@ fn check_records(
         gaps: Vec::new(),
     };
     let mut last_seq_seen: Option<(u64, u64)> = None;
+    let mut coverage = PruneCoverage::default();
     let mut proofs = inclusion_proofs(dir)?.peekable();
     // Inclusion proofs passed over (their record was not where expected): seq → (proof line,
     // proof, line where noticed, the record found there instead).
@@ -973,7 +978,7 @@ fn check_records(
                 format!("column {column} starts with {ch:?} without the escaping quote"),
             );
         }
-        let (entry, stated) = match row.parsed {
+        let (body, stated) = match row.parsed {
             Ok(x) => x,
             Err(e) => {
                 record_problem = true;
@@ -988,39 +993,66 @@ fn check_records(
                 continue;
             }
         };
-        let seq = entry.seq;
+        let seq = body.seq();
         stats.first_seq.get_or_insert(seq);
         stats.last_seq = Some(seq);
-        let leaf = match entry.leaf_hash() {
-            Ok(h) => h,
-            Err(e) => {
-                record_problem = true;
-                p.push(
-                    ProblemKind::EditedRecord,
-                    file,
-                    Some(seq),
-                    Some(row.line),
-                    None,
-                    e.to_string(),
-                );
-                continue;
+        let leaf = match body {
+            RowBody::Pruned(_) => {
+                // Only the leaf hash is left: it goes into the tree as stated (a forged one
+                // breaks the signed root or the inclusion proof), and a deletion record must
+                // explain the removal (checked after the last row).
+                let Some(leaf) = parse_hex_hash(&stated) else {
+                    record_problem = true;
+                    p.push(
+                        ProblemKind::EditedRecord,
+                        file,
+                        Some(seq),
+                        Some(row.line),
+                        None,
+                        format!("pruned record {seq}'s LeafHash is not 64 hex digits"),
+                    );
+                    continue;
+                };
+                coverage.pruned(seq, row.line);
+                leaf
+            }
+            RowBody::Entry(entry) => {
+                let leaf = match entry.leaf_hash() {
+                    Ok(h) => h,
+                    Err(e) => {
+                        record_problem = true;
+                        p.push(
+                            ProblemKind::EditedRecord,
+                            file,
+                            Some(seq),
+                            Some(row.line),
+                            None,
+                            e.to_string(),
+                        );
+                        continue;
+                    }
+                };
+                if parse_hex_hash(&stated) != Some(leaf) {
+                    record_problem = true;
+                    p.push(
+                        ProblemKind::EditedRecord,
+                        file,
+                        Some(seq),
+                        Some(row.line),
+                        None,
+                        format!(
+                            "record {seq}'s columns hash to {} but its LeafHash is {stated}: a \
+                             column was changed",
+                            hex::encode(leaf)
+                        ),
+                    );
+                } else if entry.operation == DELETION_OPERATION {
+                    // Only a deletion record whose columns hash to its leaf explains anything.
+                    coverage.deletion(seq, entry.additional_fields.as_ref());
+                }
+                leaf
             }
         };
-        if parse_hex_hash(&stated) != Some(leaf) {
-            record_problem = true;
-            p.push(
-                ProblemKind::EditedRecord,
-                file,
-                Some(seq),
-                Some(row.line),
-                None,
-                format!(
-                    "record {seq}'s columns hash to {} but its LeafHash is {stated}: a column \
-                     was changed",
-                    hex::encode(leaf)
-                ),
-            );
-        }
 
         if full {
             if seq > tree_size {
@@ -1218,6 +1250,23 @@ fn check_records(
                 format!("no verified checkpoint of the manifest's tree size {tree_size}"),
             );
         }
+    }
+    // Every pruned row must be named by a deletion record under a verified checkpoint.
+    let checkpointed = valid.last().map_or(0, |c| c.cp.size);
+    if let Some((seq, line)) = coverage.first_unexplained(checkpointed) {
+        record_problem = true;
+        p.push(
+            ProblemKind::UnexplainedPrune,
+            file,
+            Some(seq),
+            (line != 0).then_some(line),
+            None,
+            format!(
+                "record {seq} is a pruned row (its content was removed) but no \
+                 {DELETION_OPERATION} record covered by a signed checkpoint names it: a silent \
+                 deletion"
+            ),
+        );
     }
     stats.file = file;
     stats.record_problem = record_problem || !p.list.is_empty();

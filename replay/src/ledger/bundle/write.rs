@@ -433,6 +433,33 @@ impl BundleWriter {
         self.append(leaf)
     }
 
+    /// Feeds a record whose content audit retention removed: only its stored leaf hash is left
+    /// (see [`crate::ledger::retention`]). A full export writes it as a *pruned row* (`Seq` and
+    /// `LeafHash`, nothing else); a filtered export cannot match it against a filter and only
+    /// hashes it.
+    pub fn push_pruned(&mut self, seq: u64, leaf: Hash) -> Result<(), LedgerError> {
+        self.expect_next(seq)?;
+        if self.is_full() {
+            match self.records.as_mut() {
+                Some(Records::Csv(w)) => {
+                    let cells = super::pruned_cells(seq, &leaf);
+                    w.write_record(&cells).map_err(|e| csv_err(&self.dir, e))?;
+                }
+                Some(Records::Jsonl(w)) => {
+                    let mut line = super::pruned_jsonl_line(seq, &leaf);
+                    line.push('\n');
+                    w.write_all(line.as_bytes())
+                        .map_err(|e| LedgerError::io(&self.dir.join(files::RECORDS_JSONL), e))?;
+                }
+                None => return Err(LedgerError::BundleInput("bundle already finished".into())),
+            }
+            self.exported += 1;
+            self.first_seq.get_or_insert(seq);
+            self.last_seq = Some(seq);
+        }
+        self.append(leaf)
+    }
+
     fn write_record(&mut self, entry: &AuditEntry, leaf: &Hash) -> Result<(), LedgerError> {
         match self.records.as_mut() {
             Some(Records::Csv(w)) => {
