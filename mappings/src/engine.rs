@@ -138,6 +138,8 @@ pub(crate) enum RuleKind {
         object: Path,
         consumed: Vec<String>,
         except: Vec<String>,
+        /// `consumed` and `except` together, ordered by (length, text) for [`skip_search`].
+        skip: Vec<String>,
     },
 }
 
@@ -174,20 +176,33 @@ pub(crate) struct CodeTable {
     pub(crate) unknown: Unknown,
 }
 
+impl CodeTable {
+    /// The translation of `code`: small tables are scanned rather than hashed.
+    pub(crate) fn get(&self, code: &str) -> Option<&Value> {
+        if self.map.len() <= 16 {
+            self.map
+                .iter()
+                .find_map(|(k, v)| same_key(k, code).then_some(v))
+        } else {
+            self.map.get(code)
+        }
+    }
+}
+
 /// The `codes = "..."` of a rule.
 #[derive(Debug, Clone)]
 pub(crate) enum Codes {
     /// Translate through a spec table.
     Table(Arc<CodeTable>),
-    /// Check membership of an embedded code list (value kept).
-    List(String),
+    /// Check membership of an embedded code list (value kept), found when the spec loads.
+    List(String, &'static crate::codelist::CodeList),
 }
 
 impl Codes {
     pub(crate) fn name(&self) -> &str {
         match self {
             Codes::Table(t) => &t.name,
-            Codes::List(l) => l,
+            Codes::List(l, _) => l,
         }
     }
 }
@@ -215,11 +230,24 @@ const SCAN_MEMBERS: usize = 32;
 pub(crate) fn member<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
     match v {
         Value::Object(map) if map.len() <= SCAN_MEMBERS => {
-            map.iter().find_map(|(k, v)| (k == key).then_some(v))
+            map.iter().find_map(|(k, v)| same_key(k, key).then_some(v))
         }
         Value::Object(map) => map.get(key),
         _ => None,
     }
+}
+
+/// Whether `key` is in `skip` (ordered by length, then text): most comparisons are decided by
+/// length alone.
+fn skip_search(skip: &[String], key: &str) -> bool {
+    skip.binary_search_by(|s| (s.len(), s.as_str()).cmp(&(key.len(), key)))
+        .is_ok()
+}
+
+/// `a == b`, deciding most unequal keys by length and first byte before comparing the rest.
+#[inline]
+pub(crate) fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
 fn key_of(v: &Value) -> Option<(&str, &str)> {
@@ -495,7 +523,7 @@ impl<'a> Node<'a> {
 fn slot<'m, 'a>(members: &'m mut Members<'a>, key: &str) -> Option<&'m mut Node<'a>> {
     members
         .iter_mut()
-        .find_map(|(k, v)| (k.as_ref() == key).then_some(v))
+        .find_map(|(k, v)| same_key(k, key).then_some(v))
 }
 
 /// Serialised as the `Value` it stands for (same text as `serde_json::to_string` of it).
@@ -924,21 +952,14 @@ impl<'a> Run<'a> {
                 }
                 Ok(())
             }
-            RuleKind::Rest {
-                object,
-                consumed,
-                except,
-            } => {
+            RuleKind::Rest { object, skip, .. } => {
                 let mut found = Few::default();
                 self.eval(object, frame, &mut found);
                 let many = found.len() > 1;
                 let mut members: Members<'a> = Vec::new();
                 for obj in found.iter().filter_map(|v| v.as_object()) {
                     for (k, v) in obj {
-                        if values::is_absent(v)
-                            || consumed.binary_search(k).is_ok()
-                            || except.iter().any(|e| e == k)
-                        {
+                        if values::is_absent(v) || skip_search(skip, k) {
                             continue;
                         }
                         let leaf = Node::Leaf(Cow::Borrowed(v));
@@ -1097,16 +1118,17 @@ impl<'a> Run<'a> {
             ));
         };
         match codes {
-            Codes::List(list) => {
-                let lists = crate::codelist::codelists();
-                if lists.contains(list, &code) {
+            Codes::List(list, codes) => {
+                if codes.contains(&code) {
                     Ok(Some(value))
                 } else {
-                    let name = lists.get(list).map_or("", |l| l.name.as_str());
-                    Err(format!("code {code:?} is not in code list {list} ({name})"))
+                    Err(format!(
+                        "code {code:?} is not in code list {list} ({})",
+                        codes.name
+                    ))
                 }
             }
-            Codes::Table(table) => match table.map.get(code.as_ref()) {
+            Codes::Table(table) => match table.get(&code) {
                 Some(v) => Ok(Some(Cow::Borrowed(v))),
                 None => match &table.unknown {
                     Unknown::Error => Err(format!(
@@ -1135,7 +1157,7 @@ impl<'a> Run<'a> {
         };
         let mut members = out;
         for key in parents {
-            let index = match members.iter().position(|(k, _)| k.as_ref() == key.as_str()) {
+            let index = match members.iter().position(|(k, _)| same_key(k, key)) {
                 Some(i) => i,
                 None => {
                     members.push((Cow::Borrowed(key.as_str()), Node::Object(Vec::new())));
@@ -1152,9 +1174,7 @@ impl<'a> Run<'a> {
                 }
             };
         }
-        let existing = members
-            .iter()
-            .position(|(k, _)| k.as_ref() == last.as_str());
+        let existing = members.iter().position(|(k, _)| same_key(k, last));
         if target.append {
             let index = existing.unwrap_or_else(|| {
                 members.push((Cow::Borrowed(last.as_str()), Node::Array(Vec::new())));
@@ -1186,7 +1206,7 @@ impl<'a> Run<'a> {
             return Ok(());
         };
         for (k, v) in new {
-            if existing.iter().any(|(e, _)| *e == k) {
+            if existing.iter().any(|(e, _)| same_key(e, &k)) {
                 return Err(fail(format!("`{}.{k}` is written twice", target.text)));
             }
             existing.push((k, v));

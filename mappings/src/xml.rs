@@ -61,6 +61,16 @@ fn is_xml_char(c: char) -> bool {
 }
 
 pub(crate) fn is_name(name: &str) -> bool {
+    if name.is_ascii() {
+        // The same rule on bytes (for ASCII, `is_alphabetic` is `is_ascii_alphabetic`).
+        let b = name.as_bytes();
+        return b
+            .first()
+            .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_' || c == b':')
+            && b[1..]
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b':' | b'-' | b'.'));
+    }
     let mut chars = name.chars();
     let Some(first) = chars.next() else {
         return false;
@@ -84,7 +94,9 @@ fn escape_into(out: &mut String, text: &str, attribute: bool) -> Result<(), char
         matches!(c, '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
             && !matches!(c, '&' | '<' | '>' | '"')
     };
-    if text.chars().all(plain) {
+    // ASCII text is checked byte by byte; other text character by character.
+    let plain_ascii = |b: &u8| *b >= 0x20 && *b < 0x80 && !matches!(b, b'&' | b'<' | b'>' | b'"');
+    if text.as_bytes().iter().all(plain_ascii) || (!text.is_ascii() && text.chars().all(plain)) {
         out.push_str(text);
         return Ok(());
     }
