@@ -6,6 +6,15 @@
 //! cargo bench -p mappings --bench throughput -- 5       # seconds per measurement (default 3)
 //! ```
 //!
+//! Timings on a shared machine are noisy; instruction counts are not. `calls PIPELINE SIDE N`
+//! runs one side N times and nothing else, for `valgrind --tool=callgrind` (instructions per
+//! document = (count at N - count at 0) / N):
+//!
+//! ```sh
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/deps/throughput-HASH calls sdm ours 200   # PIPELINE sdm|rows, SIDE ours|raw
+//! ```
+//!
 //! | pipeline | ours | raw baseline |
 //! |---|---|---|
 //! | SDM → NMPP → Athena XML | `serde_json` parse of the SDM text, `sdm_to_nmpp` (NMPP schema check included), `nmpp_to_athena_xml` | `serde_json` parse of the same SDM text, then quick-xml reading the Athena XML we produce and writing it back event by event |
@@ -101,10 +110,7 @@ fn compare(name: &str, seconds: f64, mut ours: impl FnMut(), mut raw: impl FnMut
 }
 
 fn main() {
-    let seconds: f64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(3.0);
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let m = Mappings::builtin().unwrap_or_else(|e| panic!("{e}"));
     let sdm = sdm_text();
     let doc: Value = serde_json::from_str(&sdm).unwrap_or_default();
@@ -113,41 +119,52 @@ fn main() {
         .nmpp_to_athena_xml(&nmpp)
         .unwrap_or_else(|e| panic!("{e}"));
     let rows = rows_text();
+    // The two sides of each comparison.
+    let sdm_ours = || {
+        let v: Value = serde_json::from_str(black_box(&sdm)).unwrap_or_default();
+        let n = m.sdm_to_nmpp(&v).unwrap_or_default();
+        black_box(m.nmpp_to_athena_xml(&n).unwrap_or_default());
+    };
+    let sdm_raw = || {
+        let v: Value = serde_json::from_str(black_box(&sdm)).unwrap_or_default();
+        black_box(&v);
+        black_box(quick_xml_copy(black_box(&xml)));
+    };
+    let rows_ours = || {
+        let v: Value = serde_json::from_str(black_box(&rows)).unwrap_or_default();
+        let n = m
+            .map(mappings::WAREHOUSE_TO_NMPP_CASE, &v)
+            .unwrap_or_default();
+        black_box(serde_json::to_string(&n).unwrap_or_default());
+    };
+    let rows_raw = || {
+        let v: Value = serde_json::from_str(black_box(&rows)).unwrap_or_default();
+        black_box(serde_json::to_string(&v).unwrap_or_default());
+    };
+    if let Some(at) = args.iter().position(|a| a == "calls") {
+        let arg = |i: usize| args.get(at + i).map(String::as_str);
+        let n: u64 = arg(3).and_then(|a| a.parse().ok()).unwrap_or(0);
+        let mut side: Box<dyn FnMut() + '_> = match (arg(1), arg(2)) {
+            (Some("sdm"), Some("ours")) => Box::new(sdm_ours),
+            (Some("sdm"), Some("raw")) => Box::new(sdm_raw),
+            (Some("rows"), Some("ours")) => Box::new(rows_ours),
+            (Some("rows"), Some("raw")) => Box::new(rows_raw),
+            _ => panic!("usage: calls sdm|rows ours|raw N"),
+        };
+        for _ in 0..n {
+            side();
+        }
+        return;
+    }
+    let seconds: f64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(3.0);
     println!(
         "documents: SDM {} bytes, Athena XML {} bytes, warehouse row set {} bytes; {seconds} s per side",
         sdm.len(),
         xml.len(),
         rows.len()
     );
-    compare(
-        "SDM -> NMPP -> Athena XML",
-        seconds,
-        || {
-            let v: Value = serde_json::from_str(black_box(&sdm)).unwrap_or_default();
-            let n = m.sdm_to_nmpp(&v).unwrap_or_default();
-            black_box(m.nmpp_to_athena_xml(&n).unwrap_or_default());
-        },
-        || {
-            let v: Value = serde_json::from_str(black_box(&sdm)).unwrap_or_default();
-            black_box(&v);
-            black_box(quick_xml_copy(black_box(&xml)));
-        },
-    );
-    compare(
-        "warehouse rows -> NMPP",
-        seconds,
-        || {
-            let v: Value = serde_json::from_str(black_box(&rows)).unwrap_or_default();
-            let n = m
-                .map(mappings::WAREHOUSE_TO_NMPP_CASE, &v)
-                .unwrap_or_default();
-            black_box(serde_json::to_string(&n).unwrap_or_default());
-        },
-        || {
-            let v: Value = serde_json::from_str(black_box(&rows)).unwrap_or_default();
-            black_box(serde_json::to_string(&v).unwrap_or_default());
-        },
-    );
+    compare("SDM -> NMPP -> Athena XML", seconds, sdm_ours, sdm_raw);
+    compare("warehouse rows -> NMPP", seconds, rows_ours, rows_raw);
     // Where the time goes (not compared).
     let t = |f: &mut dyn FnMut()| 1e6 / rate(Duration::from_millis(500), f);
     println!(

@@ -95,7 +95,12 @@ impl CodeList {
 
     /// Whether `code` is in the list.
     pub fn contains(&self, code: &str) -> bool {
-        self.index.contains_key(code)
+        // Short lists are scanned: cheaper than hashing the code.
+        if self.codes.len() <= 16 {
+            self.codes.iter().any(|(c, _)| *c == code)
+        } else {
+            self.index.contains_key(code)
+        }
     }
 }
 

@@ -253,6 +253,7 @@ impl Walk<'_> {
                     object,
                     consumed,
                     except,
+                    ..
                 } => {
                     let mut flat = self.flatten(object, item, vars);
                     if flat.iter().all(String::is_empty) {

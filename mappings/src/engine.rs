@@ -1,9 +1,13 @@
 //! The mapping engine: the compiled form of a spec and how it runs.
 //!
 //! A run walks the rules of the root block once, in spec order, reading the source document
-//! by borrowed references (values are cloned only when written into the target) and building
-//! the target as a `serde_json::Value` tree; object keys appear in the order their first rule
-//! ran, which is what gives XML targets their element order.
+//! by borrowed references and building the target as a [`Node`] tree: keys borrowed from the
+//! spec, leaves borrowed from the source (or the spec's constants and code tables) unless a
+//! transform made a new value. Object keys appear in the order their first rule ran, which is
+//! what gives XML targets their element order. The tree becomes a `serde_json::Value` once, at
+//! the end ([`Node::into_value`]), or is written as XML or JSON text straight away
+//! ([`crate::Mappings::render`]), so a run neither clones source values nor hashes target
+//! keys more than once.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -16,6 +20,7 @@ use crate::path::{Chain, Path, Root, Step, Target};
 use crate::spec::SpecDef;
 use crate::transform::Transform;
 use crate::values;
+use crate::xml::{Writer as XmlWriter, XmlError, XmlTree};
 
 /// How the source document is shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +138,8 @@ pub(crate) enum RuleKind {
         object: Path,
         consumed: Vec<String>,
         except: Vec<String>,
+        /// `consumed` and `except` together, ordered by (length, text) for [`skip_search`].
+        skip: Vec<String>,
     },
 }
 
@@ -169,20 +176,33 @@ pub(crate) struct CodeTable {
     pub(crate) unknown: Unknown,
 }
 
+impl CodeTable {
+    /// The translation of `code`: small tables are scanned rather than hashed.
+    pub(crate) fn get(&self, code: &str) -> Option<&Value> {
+        if self.map.len() <= 16 {
+            self.map
+                .iter()
+                .find_map(|(k, v)| same_key(k, code).then_some(v))
+        } else {
+            self.map.get(code)
+        }
+    }
+}
+
 /// The `codes = "..."` of a rule.
 #[derive(Debug, Clone)]
 pub(crate) enum Codes {
     /// Translate through a spec table.
     Table(Arc<CodeTable>),
-    /// Check membership of an embedded code list (value kept).
-    List(String),
+    /// Check membership of an embedded code list (value kept), found when the spec loads.
+    List(String, &'static crate::codelist::CodeList),
 }
 
 impl Codes {
     pub(crate) fn name(&self) -> &str {
         match self {
             Codes::Table(t) => &t.name,
-            Codes::List(l) => l,
+            Codes::List(l, _) => l,
         }
     }
 }
@@ -200,12 +220,42 @@ struct JsonApi<'a> {
     inbound: Vec<Vec<(&'a str, usize)>>,
 }
 
+/// Objects up to this many members are searched by scanning: for the small objects documents
+/// are made of, comparing keys is cheaper than hashing the one looked for (serde_json's map
+/// hashes with SipHash).
+const SCAN_MEMBERS: usize = 32;
+
+/// `v[key]` when `v` is an object (what `Value::get` does, without hashing small objects).
+#[inline]
+pub(crate) fn member<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
+    match v {
+        Value::Object(map) if map.len() <= SCAN_MEMBERS => {
+            map.iter().find_map(|(k, v)| same_key(k, key).then_some(v))
+        }
+        Value::Object(map) => map.get(key),
+        _ => None,
+    }
+}
+
+/// Whether `key` is in `skip` (ordered by length, then text): most comparisons are decided by
+/// length alone.
+fn skip_search(skip: &[String], key: &str) -> bool {
+    skip.binary_search_by(|s| (s.len(), s.as_str()).cmp(&(key.len(), key)))
+        .is_ok()
+}
+
+/// `a == b`, deciding most unequal keys by length and first byte before comparing the rest.
+#[inline]
+pub(crate) fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+}
+
 fn key_of(v: &Value) -> Option<(&str, &str)> {
-    Some((v.get("type")?.as_str()?, v.get("id")?.as_str()?))
+    Some((member(v, "type")?.as_str()?, member(v, "id")?.as_str()?))
 }
 
 fn linkages(rel: &Value) -> impl Iterator<Item = &Value> {
-    let data = rel.get("data");
+    let data = member(rel, "data");
     let (one, many) = match data {
         Some(Value::Array(items)) => (None, Some(items.iter())),
         Some(v @ Value::Object(_)) => (Some(v), None),
@@ -221,13 +271,13 @@ fn address(v: &Value) -> usize {
 impl<'a> JsonApi<'a> {
     fn new(doc: &'a Value) -> Self {
         let mut entities: Vec<&'a Value> = Vec::new();
-        if let Some(data) = doc.get("data") {
+        if let Some(data) = member(doc, "data") {
             match data {
                 Value::Array(items) => entities.extend(items.iter()),
                 v => entities.push(v),
             }
         }
-        if let Some(Value::Array(items)) = doc.get("included") {
+        if let Some(Value::Array(items)) = member(doc, "included") {
             entities.extend(items.iter());
         }
         let mut keys: Vec<(&'a str, &'a str, usize)> = entities
@@ -244,7 +294,7 @@ impl<'a> JsonApi<'a> {
         let mut outbound = vec![Vec::new(); entities.len()];
         let mut inbound = vec![Vec::new(); entities.len()];
         for (from, entity) in entities.iter().enumerate() {
-            if let Some(Value::Object(rels)) = entity.get("relationships") {
+            if let Some(Value::Object(rels)) = member(entity, "relationships") {
                 for (reason, rel) in rels {
                     for link in linkages(rel) {
                         if let Some(to) = key_of(link).and_then(|(t, id)| find(t, id)) {
@@ -359,6 +409,196 @@ struct Produced<'a> {
     origin: Option<&'a Value>,
 }
 
+/// The members of a target object under construction, in the order they were first written.
+pub(crate) type Members<'a> = Vec<(Cow<'a, str>, Node<'a>)>;
+
+/// The target tree a run builds: what a `serde_json::Value` would hold, with keys borrowed
+/// from the spec (or the source, for `rest`) and leaves borrowed wherever no transform made a
+/// new value. Keys of one object are unique (the run checks), so it converts to exactly the
+/// `Value` it stands for.
+#[derive(Debug)]
+pub(crate) enum Node<'a> {
+    /// A value as it is (any JSON value, containers included).
+    Leaf(Cow<'a, Value>),
+    /// An array the run appends to.
+    Array(Vec<Node<'a>>),
+    /// An object the run writes into.
+    Object(Members<'a>),
+}
+
+impl<'a> Node<'a> {
+    /// A leaf object or array turned into a node that can be written into (its members or
+    /// items become leaves); anything else unchanged.
+    fn open(v: Cow<'a, Value>) -> Self {
+        match v {
+            Cow::Borrowed(Value::Object(map)) => Node::Object(
+                map.iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Node::Leaf(Cow::Borrowed(v))))
+                    .collect(),
+            ),
+            Cow::Owned(Value::Object(map)) => Node::Object(
+                map.into_iter()
+                    .map(|(k, v)| (Cow::Owned(k), Node::Leaf(Cow::Owned(v))))
+                    .collect(),
+            ),
+            Cow::Borrowed(Value::Array(items)) => {
+                Node::Array(items.iter().map(|v| Node::Leaf(Cow::Borrowed(v))).collect())
+            }
+            Cow::Owned(Value::Array(items)) => Node::Array(
+                items
+                    .into_iter()
+                    .map(|v| Node::Leaf(Cow::Owned(v)))
+                    .collect(),
+            ),
+            other => Node::Leaf(other),
+        }
+    }
+
+    /// Opens a leaf object or array in place.
+    fn open_in_place(&mut self) {
+        if let Node::Leaf(v) = self
+            && (v.is_object() || v.is_array())
+        {
+            let v = std::mem::replace(v, Cow::Owned(Value::Null));
+            *self = Node::open(v);
+        }
+    }
+
+    /// The members, when this is an object (a leaf object is opened).
+    fn object_mut(&mut self) -> Option<&mut Members<'a>> {
+        self.open_in_place();
+        match self {
+            Node::Object(members) => Some(members),
+            _ => None,
+        }
+    }
+
+    /// The items, when this is an array (a leaf array is opened).
+    fn array_mut(&mut self) -> Option<&mut Vec<Node<'a>>> {
+        self.open_in_place();
+        match self {
+            Node::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The members, when this is an object (a leaf object is opened); else the node back.
+    pub(crate) fn into_members(self) -> Result<Members<'a>, Self> {
+        match self {
+            Node::Object(members) => Ok(members),
+            Node::Leaf(v) if v.is_object() => match Node::open(v) {
+                Node::Object(members) => Ok(members),
+                other => Err(other),
+            },
+            other => Err(other),
+        }
+    }
+
+    /// Whether this is an object (opened or not).
+    fn is_object(&self) -> bool {
+        match self {
+            Node::Object(_) => true,
+            Node::Leaf(v) => v.is_object(),
+            Node::Array(_) => false,
+        }
+    }
+
+    /// The `serde_json::Value` this tree stands for.
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            Node::Leaf(v) => v.into_owned(),
+            Node::Array(items) => Value::Array(items.into_iter().map(Node::into_value).collect()),
+            Node::Object(members) => {
+                let mut map = Map::with_capacity(members.len());
+                for (k, v) in members {
+                    map.insert(k.into_owned(), v.into_value());
+                }
+                Value::Object(map)
+            }
+        }
+    }
+}
+
+/// The slot of `key` in `members`.
+fn slot<'m, 'a>(members: &'m mut Members<'a>, key: &str) -> Option<&'m mut Node<'a>> {
+    members
+        .iter_mut()
+        .find_map(|(k, v)| same_key(k, key).then_some(v))
+}
+
+/// Serialised as the `Value` it stands for (same text as `serde_json::to_string` of it).
+impl serde::Serialize for Node<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Node::Leaf(v) => v.serialize(s),
+            Node::Array(items) => s.collect_seq(items),
+            Node::Object(members) => s.collect_map(members.iter().map(|(k, v)| (k.as_ref(), v))),
+        }
+    }
+}
+
+impl XmlTree for Node<'_> {
+    fn write_element<'v>(
+        &'v self,
+        w: &mut XmlWriter<'v>,
+        name: &'v str,
+        depth: usize,
+    ) -> Result<(), XmlError> {
+        match self {
+            Node::Leaf(v) => v.write_element(w, name, depth),
+            Node::Array(items) => {
+                if !crate::xml::is_name(name) {
+                    return Err(w.error(None, format!("{name:?} is not an XML name")));
+                }
+                w.array(name, items, depth)
+            }
+            Node::Object(members) => {
+                if !crate::xml::is_name(name) {
+                    return Err(w.error(None, format!("{name:?} is not an XML name")));
+                }
+                w.object(name, members.iter().map(|(k, v)| (k.as_ref(), v)), depth)
+            }
+        }
+    }
+
+    fn write_root<'v>(&'v self, w: &mut XmlWriter<'v>, root: &'v str) -> Result<(), XmlError> {
+        match self {
+            Node::Leaf(v) => v.write_root(w, root),
+            Node::Array(_) => Err(w.error(None, "the root must be an object or a scalar".into())),
+            Node::Object(members) => {
+                w.object(root, members.iter().map(|(k, v)| (k.as_ref(), v)), 0)
+            }
+        }
+    }
+
+    fn scalar(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Node::Leaf(v) => values::scalar_text(v),
+            _ => None,
+        }
+    }
+
+    fn is_null(&self) -> bool {
+        matches!(self, Node::Leaf(v) if v.is_null())
+    }
+
+    fn is_array(&self) -> bool {
+        match self {
+            Node::Leaf(v) => v.is_array(),
+            Node::Array(_) => true,
+            Node::Object(_) => false,
+        }
+    }
+
+    fn is_nothing(&self) -> bool {
+        match self {
+            Node::Leaf(v) => XmlTree::is_nothing(&**v),
+            Node::Array(items) => items.iter().all(XmlTree::is_null),
+            Node::Object(_) => false,
+        }
+    }
+}
+
 /// The item stack of nested `for_each` rules.
 #[derive(Clone, Copy)]
 pub(crate) struct Frame<'a, 'f> {
@@ -429,6 +669,11 @@ fn value_text(v: &Value) -> String {
 
 /// Runs `spec` over `doc`.
 pub(crate) fn run(spec: &Spec, doc: &Value) -> Result<Value, MappingError> {
+    run_tree(spec, doc).map(Node::into_value)
+}
+
+/// Runs `spec` over `doc`, returning the target tree (an object).
+pub(crate) fn run_tree<'a>(spec: &'a Spec, doc: &'a Value) -> Result<Node<'a>, MappingError> {
     let api = (spec.source_format == SourceFormat::JsonApi).then(|| JsonApi::new(doc));
     let mut run = Run {
         spec,
@@ -446,9 +691,9 @@ pub(crate) fn run(spec: &Spec, doc: &Value) -> Result<Value, MappingError> {
         run.eval(path, &top, &mut values);
         run.lets.push(values);
     }
-    let mut out = Map::with_capacity(spec.blocks.first().map_or(0, |b| b.width));
+    let mut out = Vec::with_capacity(spec.blocks.first().map_or(0, |b| b.width));
     run.block(0, &top, &mut out)?;
-    Ok(Value::Object(out))
+    Ok(Node::Object(out))
 }
 
 impl<'a> Run<'a> {
@@ -520,7 +765,7 @@ impl<'a> Run<'a> {
         };
         match step {
             Step::Key(k) => {
-                if let Some(child) = v.get(k.as_str()) {
+                if let Some(child) = member(v, k) {
                     self.walk(child, rest, out);
                 }
             }
@@ -531,7 +776,7 @@ impl<'a> Run<'a> {
             }
             Step::Token(t) => {
                 let child = match v {
-                    Value::Object(map) => map.get(t.as_str()),
+                    Value::Object(_) => member(v, t),
                     Value::Array(items) => t.parse::<usize>().ok().and_then(|i| items.get(i)),
                     _ => None,
                 };
@@ -554,8 +799,7 @@ impl<'a> Run<'a> {
                 values: wanted,
             } => {
                 let keep = |item: &Value| {
-                    let found = item
-                        .get(key.as_str())
+                    let found = member(item, key)
                         .and_then(values::scalar_text)
                         .is_some_and(|t| wanted.iter().any(|w| *w == t));
                     found != *negate
@@ -628,7 +872,7 @@ impl<'a> Run<'a> {
         &self,
         index: usize,
         frame: &Frame<'a, '_>,
-        out: &mut Map<String, Value>,
+        out: &mut Members<'a>,
     ) -> Result<(), MappingError> {
         let Some(block) = self.spec.blocks.get(index) else {
             return Ok(());
@@ -654,7 +898,7 @@ impl<'a> Run<'a> {
         &self,
         rule: &'a Rule,
         frame: &Frame<'a, '_>,
-        out: &mut Map<String, Value>,
+        out: &mut Members<'a>,
     ) -> Result<(), MappingError> {
         if let Some(when) = &rule.when
             && !self.cond(when, frame)
@@ -700,37 +944,36 @@ impl<'a> Run<'a> {
                         parent: Some(frame),
                     };
                     let width = self.spec.blocks.get(*block).map_or(0, |b| b.width);
-                    let mut map = Map::with_capacity(width);
-                    self.block(*block, &child, &mut map)?;
-                    if !map.is_empty() {
-                        self.put(rule, target, Value::Object(map), out)?;
+                    let mut members = Vec::with_capacity(width);
+                    self.block(*block, &child, &mut members)?;
+                    if !members.is_empty() {
+                        self.put(rule, target, Node::Object(members), out)?;
                     }
                 }
                 Ok(())
             }
-            RuleKind::Rest {
-                object,
-                consumed,
-                except,
-            } => {
+            RuleKind::Rest { object, skip, .. } => {
                 let mut found = Few::default();
                 self.eval(object, frame, &mut found);
-                let mut map = Map::new();
+                let many = found.len() > 1;
+                let mut members: Members<'a> = Vec::new();
                 for obj in found.iter().filter_map(|v| v.as_object()) {
                     for (k, v) in obj {
-                        if values::is_absent(v)
-                            || consumed.binary_search(k).is_ok()
-                            || except.iter().any(|e| e == k)
-                        {
+                        if values::is_absent(v) || skip_search(skip, k) {
                             continue;
                         }
-                        map.insert(k.clone(), v.clone());
+                        let leaf = Node::Leaf(Cow::Borrowed(v));
+                        // A later object's member replaces an earlier one's in place.
+                        match if many { slot(&mut members, k) } else { None } {
+                            Some(existing) => *existing = leaf,
+                            None => members.push((Cow::Borrowed(k.as_str()), leaf)),
+                        }
                     }
                 }
-                if map.is_empty() {
+                if members.is_empty() {
                     return Ok(());
                 }
-                self.put(rule, target, Value::Object(map), out)
+                self.put(rule, target, Node::Object(members), out)
             }
             _ => {
                 let mut produced = self.produce(rule, frame)?;
@@ -738,7 +981,7 @@ impl<'a> Run<'a> {
                     && let Some(default) = &rule.default
                 {
                     produced.push(Produced {
-                        value: Cow::Owned(default.clone()),
+                        value: Cow::Borrowed(default),
                         origin: None,
                     });
                 }
@@ -767,7 +1010,7 @@ impl<'a> Run<'a> {
                     ));
                 }
                 for p in produced {
-                    self.put(rule, target, p.value.into_owned(), out)?;
+                    self.put(rule, target, Node::Leaf(p.value), out)?;
                 }
                 Ok(())
             }
@@ -864,7 +1107,7 @@ impl<'a> Run<'a> {
 
     fn translate(
         &self,
-        codes: &Codes,
+        codes: &'a Codes,
         value: Cow<'a, Value>,
     ) -> Result<Option<Cow<'a, Value>>, String> {
         let Some(code) = values::scalar_text(&value) else {
@@ -875,17 +1118,18 @@ impl<'a> Run<'a> {
             ));
         };
         match codes {
-            Codes::List(list) => {
-                let lists = crate::codelist::codelists();
-                if lists.contains(list, &code) {
+            Codes::List(list, codes) => {
+                if codes.contains(&code) {
                     Ok(Some(value))
                 } else {
-                    let name = lists.get(list).map_or("", |l| l.name.as_str());
-                    Err(format!("code {code:?} is not in code list {list} ({name})"))
+                    Err(format!(
+                        "code {code:?} is not in code list {list} ({})",
+                        codes.name
+                    ))
                 }
             }
-            Codes::Table(table) => match table.map.get(code.as_ref()) {
-                Some(v) => Ok(Some(Cow::Owned(v.clone()))),
+            Codes::Table(table) => match table.get(&code) {
+                Some(v) => Ok(Some(Cow::Borrowed(v))),
                 None => match &table.unknown {
                     Unknown::Error => Err(format!(
                         "code {code:?} is not in code list `{}`",
@@ -893,7 +1137,7 @@ impl<'a> Run<'a> {
                     )),
                     Unknown::Keep => Ok(Some(value)),
                     Unknown::Omit => Ok(None),
-                    Unknown::Default(d) => Ok(Some(Cow::Owned(d.clone()))),
+                    Unknown::Default(d) => Ok(Some(Cow::Borrowed(d))),
                 },
             },
         }
@@ -903,25 +1147,26 @@ impl<'a> Run<'a> {
     fn put(
         &self,
         rule: &Rule,
-        target: &Target,
-        value: Value,
-        out: &mut Map<String, Value>,
+        target: &'a Target,
+        value: Node<'a>,
+        out: &mut Members<'a>,
     ) -> Result<(), MappingError> {
         let fail = |m: String| self.error(rule, None, Some(&target.text), m);
         let Some((last, parents)) = target.keys.split_last() else {
             return Ok(());
         };
-        let mut map = out;
+        let mut members = out;
         for key in parents {
-            if !map.contains_key(key.as_str()) {
-                map.insert(key.clone(), Value::Object(Map::new()));
-            }
-            let Some(slot) = map.get_mut(key.as_str()) else {
-                return Ok(());
+            let index = match members.iter().position(|(k, _)| same_key(k, key)) {
+                Some(i) => i,
+                None => {
+                    members.push((Cow::Borrowed(key.as_str()), Node::Object(Vec::new())));
+                    members.len() - 1
+                }
             };
-            map = match slot {
-                Value::Object(m) => m,
-                _ => {
+            members = match members[index].1.object_mut() {
+                Some(m) => m,
+                None => {
                     return Err(fail(format!(
                         "`{key}` of `{}` is already a value, not an object",
                         target.text
@@ -929,45 +1174,44 @@ impl<'a> Run<'a> {
                 }
             };
         }
+        let existing = members.iter().position(|(k, _)| same_key(k, last));
         if target.append {
-            if !map.contains_key(last.as_str()) {
-                map.insert(last.clone(), Value::Array(Vec::new()));
-            }
-            let Some(slot) = map.get_mut(last.as_str()) else {
-                return Ok(());
-            };
-            match slot {
-                Value::Array(items) => items.push(value),
-                _ => {
-                    return Err(fail(format!(
-                        "`{}` is already a value, not a list",
-                        target.text
-                    )));
-                }
-            }
-            return Ok(());
-        }
-        match map.entry(last.clone()) {
-            serde_json::map::Entry::Vacant(slot) => {
-                slot.insert(value);
-                Ok(())
-            }
-            serde_json::map::Entry::Occupied(mut slot) => match (slot.get_mut(), value) {
-                (Value::Object(existing), Value::Object(new)) => {
-                    for (k, v) in new {
-                        if existing.contains_key(&k) {
-                            return Err(fail(format!("`{}.{k}` is written twice", target.text)));
-                        }
-                        existing.insert(k, v);
-                    }
+            let index = existing.unwrap_or_else(|| {
+                members.push((Cow::Borrowed(last.as_str()), Node::Array(Vec::new())));
+                members.len() - 1
+            });
+            return match members[index].1.array_mut() {
+                Some(items) => {
+                    items.push(value);
                     Ok(())
                 }
-                _ => Err(fail(format!(
-                    "`{}` is already written by an earlier rule",
+                None => Err(fail(format!(
+                    "`{}` is already a value, not a list",
                     target.text
                 ))),
-            },
+            };
         }
+        let Some(index) = existing else {
+            members.push((Cow::Borrowed(last.as_str()), value));
+            return Ok(());
+        };
+        let slot = &mut members[index].1;
+        if !(slot.is_object() && value.is_object()) {
+            return Err(fail(format!(
+                "`{}` is already written by an earlier rule",
+                target.text
+            )));
+        }
+        let (Some(existing), Ok(new)) = (slot.object_mut(), value.into_members()) else {
+            return Ok(());
+        };
+        for (k, v) in new {
+            if existing.iter().any(|(e, _)| same_key(e, &k)) {
+                return Err(fail(format!("`{}.{k}` is written twice", target.text)));
+            }
+            existing.push((k, v));
+        }
+        Ok(())
     }
 
     /// 1-based position of `value` among the values of `path` (for `position_in`).

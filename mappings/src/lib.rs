@@ -46,17 +46,18 @@ mod transform;
 mod values;
 pub mod xml;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use codelist::{CodeList, CodeLists, codelists};
 pub use error::{FieldError, MappingError, SpecError, UnknownVersion};
 pub use sdm::{SdmFacts, validate_sdm};
 
-use engine::{Spec, TargetFormat};
+use engine::{Node, Spec, TargetFormat};
 
 /// Id of the built-in iHub SDM → NMPP spec.
 pub const SDM_TO_NMPP: &str = "sdm-to-nmpp";
@@ -417,7 +418,13 @@ impl Mappings {
     /// (JSON, or XML by the convention of [`xml`]).
     pub fn render(&self, id: &str, source: &Value) -> Result<String, MappingError> {
         let spec = self.spec(id)?;
-        let out = self.map(id, source)?;
+        // The engine's tree is written as it is, without becoming a `Value`; output checked
+        // against an NMPP schema goes through `map`, which checks a `Value`.
+        let out = if model::is_nmpp_model(&spec.target_model) {
+            Node::Leaf(Cow::Owned(self.map(id, source)?))
+        } else {
+            engine::run_tree(spec, source)?
+        };
         match &spec.target_format {
             TargetFormat::Json => serde_json::to_string(&out).map_err(|e| MappingError {
                 spec: spec.name(),
@@ -429,20 +436,30 @@ impl Mappings {
                 namespace,
                 indent,
             } => {
-                let tree = match (namespace, out) {
-                    (Some(ns), Value::Object(body)) => {
-                        let mut map = Map::with_capacity(body.len() + 1);
-                        map.insert("@xmlns".into(), Value::String(ns.clone()));
-                        map.extend(body);
-                        Value::Object(map)
+                let tree = match (namespace, out.into_members()) {
+                    (Some(ns), Ok(body)) => {
+                        // `@xmlns` first; one in the body gives its value.
+                        let mut xmlns = Node::Leaf(Cow::Owned(Value::String(ns.clone())));
+                        let mut members = Vec::with_capacity(body.len() + 1);
+                        members.push((Cow::Borrowed("@xmlns"), Node::Array(Vec::new())));
+                        for (k, v) in body {
+                            if k == "@xmlns" {
+                                xmlns = v;
+                            } else {
+                                members.push((k, v));
+                            }
+                        }
+                        members[0].1 = xmlns;
+                        Node::Object(members)
                     }
-                    (_, out) => out,
+                    (_, Ok(body)) => Node::Object(body),
+                    (_, Err(out)) => out,
                 };
                 let options = xml::WriteOptions {
                     indent: *indent,
                     declaration: false,
                 };
-                xml::to_xml(root, &tree, options).map_err(|e| MappingError {
+                xml::write_tree(root, &tree, options).map_err(|e| MappingError {
                     spec: spec.name(),
                     path: match &e {
                         xml::XmlError::Write { path, .. } => path.clone(),

@@ -17,6 +17,7 @@
 //! processing instructions and the XML declaration are skipped; a DOCTYPE is rejected (no
 //! entity expansion), and so is nesting deeper than [`MAX_DEPTH`].
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use quick_xml::events::Event;
@@ -59,7 +60,17 @@ fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
-fn is_name(name: &str) -> bool {
+pub(crate) fn is_name(name: &str) -> bool {
+    if name.is_ascii() {
+        // The same rule on bytes (for ASCII, `is_alphabetic` is `is_ascii_alphabetic`).
+        let b = name.as_bytes();
+        return b
+            .first()
+            .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_' || c == b':')
+            && b[1..]
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b':' | b'-' | b'.'));
+    }
     let mut chars = name.chars();
     let Some(first) = chars.next() else {
         return false;
@@ -83,7 +94,9 @@ fn escape_into(out: &mut String, text: &str, attribute: bool) -> Result<(), char
         matches!(c, '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
             && !matches!(c, '&' | '<' | '>' | '"')
     };
-    if text.chars().all(plain) {
+    // ASCII text is checked byte by byte; other text character by character.
+    let plain_ascii = |b: &u8| *b >= 0x20 && *b < 0x80 && !matches!(b, b'&' | b'<' | b'>' | b'"');
+    if text.as_bytes().iter().all(plain_ascii) || (!text.is_ascii() && text.chars().all(plain)) {
         out.push_str(text);
         return Ok(());
     }
@@ -103,11 +116,73 @@ fn escape_into(out: &mut String, text: &str, attribute: bool) -> Result<(), char
     Ok(())
 }
 
-fn scalar(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
-    crate::values::scalar_text(v)
+/// What the writer needs of a tree: implemented by [`Value`] and by the mapping engine's
+/// target tree, so that a mapping's output is written without first becoming a `Value`.
+pub(crate) trait XmlTree {
+    /// Writes this value as element `name` (an array repeats the element).
+    fn write_element<'v>(
+        &'v self,
+        w: &mut Writer<'v>,
+        name: &'v str,
+        depth: usize,
+    ) -> Result<(), XmlError>;
+    /// Writes this value as the content of the root element `root`.
+    fn write_root<'v>(&'v self, w: &mut Writer<'v>, root: &'v str) -> Result<(), XmlError>;
+    /// The text of a string, number or boolean.
+    fn scalar(&self) -> Option<Cow<'_, str>>;
+    fn is_null(&self) -> bool;
+    fn is_array(&self) -> bool;
+    /// Null, or a list of nothing: writes no element.
+    fn is_nothing(&self) -> bool;
 }
 
-struct Writer<'v> {
+impl XmlTree for Value {
+    fn write_element<'v>(
+        &'v self,
+        w: &mut Writer<'v>,
+        name: &'v str,
+        depth: usize,
+    ) -> Result<(), XmlError> {
+        if !is_name(name) {
+            return Err(w.error(None, format!("{name:?} is not an XML name")));
+        }
+        match self {
+            Value::Null => Ok(()),
+            Value::Array(items) => w.array(name, items, depth),
+            Value::Object(map) => w.object(name, map.iter().map(|(k, v)| (k.as_str(), v)), depth),
+            v => w.scalar_element(name, v),
+        }
+    }
+
+    fn write_root<'v>(&'v self, w: &mut Writer<'v>, root: &'v str) -> Result<(), XmlError> {
+        match self {
+            Value::Object(map) => w.object(root, map.iter().map(|(k, v)| (k.as_str(), v)), 0),
+            Value::Array(_) | Value::Null => {
+                Err(w.error(None, "the root must be an object or a scalar".into()))
+            }
+            v => v.write_element(w, root, 0),
+        }
+    }
+
+    fn scalar(&self) -> Option<Cow<'_, str>> {
+        crate::values::scalar_text(self)
+    }
+
+    fn is_null(&self) -> bool {
+        Value::is_null(self)
+    }
+
+    fn is_array(&self) -> bool {
+        Value::is_array(self)
+    }
+
+    fn is_nothing(&self) -> bool {
+        is_nothing(self)
+    }
+}
+
+/// The XML writer (see [`to_xml`]).
+pub(crate) struct Writer<'v> {
     out: String,
     indent: usize,
     /// Where the writer is, for errors: element names and array positions.
@@ -116,7 +191,7 @@ struct Writer<'v> {
 
 impl<'v> Writer<'v> {
     #[cold]
-    fn error(&self, extra: Option<&str>, message: String) -> XmlError {
+    pub(crate) fn error(&self, extra: Option<&str>, message: String) -> XmlError {
         let mut path = String::new();
         for (i, (name, index)) in self.path.iter().enumerate() {
             if i > 0 {
@@ -151,59 +226,58 @@ impl<'v> Writer<'v> {
         }
     }
 
-    fn element(&mut self, name: &'v str, value: &'v Value, depth: usize) -> Result<(), XmlError> {
+    fn element<T: XmlTree>(
+        &mut self,
+        name: &'v str,
+        value: &'v T,
+        depth: usize,
+    ) -> Result<(), XmlError> {
         self.path.push((name, None));
-        let result = self.element_inner(name, value, depth);
+        let result = value.write_element(self, name, depth);
         self.path.pop();
         result
     }
 
-    fn element_inner(
+    /// Element `name` once per item of `items`.
+    pub(crate) fn array<T: XmlTree>(
         &mut self,
         name: &'v str,
-        value: &'v Value,
+        items: &'v [T],
         depth: usize,
     ) -> Result<(), XmlError> {
-        if !is_name(name) {
-            return Err(self.error(None, format!("{name:?} is not an XML name")));
-        }
-        match value {
-            Value::Null => Ok(()),
-            Value::Array(items) => {
-                let mut first = true;
-                for (i, item) in items.iter().enumerate() {
-                    if let Some(last) = self.path.last_mut() {
-                        last.1 = Some(i);
-                    }
-                    if item.is_array() {
-                        return Err(self.error(None, "a list inside a list has no XML form".into()));
-                    }
-                    if item.is_null() {
-                        continue;
-                    }
-                    if !first {
-                        self.newline(depth);
-                    }
-                    first = false;
-                    self.element_inner(name, item, depth)?;
-                }
-                Ok(())
+        let mut first = true;
+        for (i, item) in items.iter().enumerate() {
+            if let Some(last) = self.path.last_mut() {
+                last.1 = Some(i);
             }
-            Value::Object(map) => self.object(name, map, depth),
-            v => {
-                let text = scalar(v).unwrap_or_default();
-                self.out.push('<');
-                self.out.push_str(name);
-                if text.is_empty() {
-                    self.out.push_str("/>");
-                } else {
-                    self.out.push('>');
-                    self.escape(&text, false, None)?;
-                    self.close(name);
-                }
-                Ok(())
+            if item.is_array() {
+                return Err(self.error(None, "a list inside a list has no XML form".into()));
             }
+            if item.is_null() {
+                continue;
+            }
+            if !first {
+                self.newline(depth);
+            }
+            first = false;
+            item.write_element(self, name, depth)?;
         }
+        Ok(())
+    }
+
+    /// Element `name` with the text of scalar `v`.
+    fn scalar_element(&mut self, name: &str, v: &Value) -> Result<(), XmlError> {
+        let text = crate::values::scalar_text(v).unwrap_or_default();
+        self.out.push('<');
+        self.out.push_str(name);
+        if text.is_empty() {
+            self.out.push_str("/>");
+        } else {
+            self.out.push('>');
+            self.escape(&text, false, None)?;
+            self.close(name);
+        }
+        Ok(())
     }
 
     fn close(&mut self, name: &str) {
@@ -212,19 +286,19 @@ impl<'v> Writer<'v> {
         self.out.push('>');
     }
 
-    fn object(
-        &mut self,
-        name: &str,
-        map: &'v Map<String, Value>,
-        depth: usize,
-    ) -> Result<(), XmlError> {
+    /// Element `name` whose attributes, text and children are the members `map`.
+    pub(crate) fn object<T, I>(&mut self, name: &str, map: I, depth: usize) -> Result<(), XmlError>
+    where
+        T: XmlTree + 'v,
+        I: Iterator<Item = (&'v str, &'v T)> + Clone,
+    {
         self.out.push('<');
         self.out.push_str(name);
-        let mut text: Option<std::borrow::Cow<'_, str>> = None;
+        let mut text: Option<Cow<'_, str>> = None;
         let mut children = false;
-        for (key, v) in map {
+        for (key, v) in map.clone() {
             if let Some(attr) = key.strip_prefix('@') {
-                let Some(value) = scalar(v) else {
+                let Some(value) = v.scalar() else {
                     if v.is_null() {
                         continue;
                     }
@@ -244,16 +318,17 @@ impl<'v> Writer<'v> {
                 self.escape(&value, true, Some(key))?;
                 self.out.push('"');
             } else if key == "#text" {
-                text = match v {
-                    Value::Null => None,
-                    v => Some(scalar(v).ok_or_else(|| {
+                text = if v.is_null() {
+                    None
+                } else {
+                    Some(v.scalar().ok_or_else(|| {
                         self.error(
                             Some(key),
                             "#text must be a string, number or boolean".into(),
                         )
-                    })?),
+                    })?)
                 };
-            } else if !is_nothing(v) {
+            } else if !v.is_nothing() {
                 children = true;
             }
         }
@@ -273,7 +348,7 @@ impl<'v> Writer<'v> {
             self.indent = 0;
         }
         for (key, v) in map {
-            if key.starts_with('@') || key == "#text" || is_nothing(v) {
+            if key.starts_with('@') || key == "#text" || v.is_nothing() {
                 continue;
             }
             self.newline(depth + 1);
@@ -290,6 +365,15 @@ impl<'v> Writer<'v> {
 
 /// Writes `value` as the content of a root element `root` (see the module documentation).
 pub fn to_xml(root: &str, value: &Value, options: WriteOptions) -> Result<String, XmlError> {
+    write_tree(root, value, options)
+}
+
+/// [`to_xml`] for any [`XmlTree`].
+pub(crate) fn write_tree<T: XmlTree>(
+    root: &str,
+    value: &T,
+    options: WriteOptions,
+) -> Result<String, XmlError> {
     let mut w = Writer {
         out: String::with_capacity(1024),
         indent: options.indent,
@@ -299,13 +383,7 @@ pub fn to_xml(root: &str, value: &Value, options: WriteOptions) -> Result<String
         w.out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
         w.newline(0);
     }
-    match value {
-        Value::Object(map) => w.object(root, map, 0)?,
-        Value::Array(_) | Value::Null => {
-            return Err(w.error(None, "the root must be an object or a scalar".into()));
-        }
-        v => w.element_inner(root, v, 0)?,
-    }
+    value.write_root(&mut w, root)?;
     if options.indent > 0 {
         w.out.push('\n');
     }

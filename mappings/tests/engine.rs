@@ -182,6 +182,93 @@ rest = "attrs"
     );
 }
 
+/// How rules writing the same target meet: a copied object or list is written into, two
+/// objects merge, anything else is an error; key order is first-write order. Compared as
+/// text, since `Value` equality ignores key order.
+#[test]
+fn writes_to_one_target_merge_extend_or_fail() {
+    let spec = format!(
+        r#"{HEAD}
+[[rule]]
+to = "copied"
+from = "obj"
+
+[[rule]]
+to = "copied.added"
+const = 2
+
+[[rule]]
+to = "list"
+from = "arr"
+
+[[rule]]
+to = "list[]"
+const = "c"
+
+[[rule]]
+to = "merged"
+from = "obj"
+
+[[rule]]
+to = "merged"
+from = "other"
+
+[[rule]]
+to = "later"
+rest = "objs[*]"
+except = ["skip"]
+
+[[rule]]
+to = "copied.deeper.x"
+from = "n"
+"#
+    );
+    let source = json!({
+        "obj": { "b": 1, "a": { "k": true } },
+        "other": { "z": null, "c": [1] },
+        "arr": ["a", "b"],
+        "objs": [ { "p": 1, "q": 2, "skip": 0 }, { "r": 3, "p": 4 } ],
+        "n": 5
+    });
+    let m = with(&spec);
+    let out = m.map("t", &source).unwrap_or_else(|e| panic!("{e}"));
+    let text = r#"{"copied":{"b":1,"a":{"k":true},"added":2,"deeper":{"x":5}},"list":["a","b","c"],"merged":{"b":1,"a":{"k":true},"z":null,"c":[1]},"later":{"p":4,"q":2,"r":3}}"#;
+    assert_eq!(serde_json::to_string(&out).ok().as_deref(), Some(text));
+    assert_eq!(m.render("t", &source).ok().as_deref(), Some(text));
+
+    let fails = |rules: &str, source: Value| -> String {
+        let m = with(&format!("{HEAD}\n{rules}"));
+        match m.map("t", &source) {
+            Ok(v) => panic!("expected an error, got {v}"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let twice = "[[rule]]\nto = \"o\"\nfrom = \"a\"\n\n[[rule]]\nto = \"o\"\nfrom = \"b\"\n";
+    let err = fails(twice, json!({ "a": { "x": 1 }, "b": { "y": 2, "x": 3 } }));
+    assert!(err.contains("`o.x` is written twice"), "{err}");
+    let err = fails(twice, json!({ "a": { "x": 1 }, "b": 7 }));
+    assert!(
+        err.contains("`o` is already written by an earlier rule"),
+        "{err}"
+    );
+    let err = fails(
+        "[[rule]]\nto = \"s\"\nfrom = \"a\"\n\n[[rule]]\nto = \"s.x\"\nconst = 1\n",
+        json!({ "a": "text" }),
+    );
+    assert!(
+        err.contains("`s` of `s.x` is already a value, not an object"),
+        "{err}"
+    );
+    let err = fails(
+        "[[rule]]\nto = \"s\"\nfrom = \"a\"\n\n[[rule]]\nto = \"s[]\"\nconst = 1\n",
+        json!({ "a": { "x": 1 } }),
+    );
+    assert!(
+        err.contains("`s[]` is already a value, not a list"),
+        "{err}"
+    );
+}
+
 #[test]
 fn code_tables_translate_keep_omit_or_default() {
     let spec = format!(

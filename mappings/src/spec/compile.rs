@@ -585,6 +585,8 @@ impl Compiler<'_> {
                 object: path,
                 consumed: Vec::new(),
                 except: r.except.clone().unwrap_or_default(),
+                // Filled with `except` and the consumed keys by `fill_consumed`.
+                skip: Vec::new(),
             }
         } else {
             return Err(err(&span, "a rule needs a source".into()));
@@ -622,8 +624,8 @@ impl Compiler<'_> {
         if let Some(table) = self.codes.get(n) {
             return Ok(Codes::Table(Arc::clone(table)));
         }
-        if codelists().get(n).is_some() {
-            return Ok(Codes::List(n.clone()));
+        if let Some(list) = codelists().get(n) {
+            return Ok(Codes::List(n.clone(), list));
         }
         let tables: Vec<&str> = self.codes.keys().map(String::as_str).collect();
         Err(o.error(
@@ -943,8 +945,18 @@ fn fill_consumed(rules: &mut [Rule]) {
                 }
             }
         }
-        if let RuleKind::Rest { consumed: c, .. } = &mut rules[i].kind {
+        if let RuleKind::Rest {
+            consumed: c,
+            except,
+            skip,
+            ..
+        } = &mut rules[i].kind
+        {
             *c = consumed.into_iter().collect();
+            let mut all: Vec<String> = c.iter().chain(except.iter()).cloned().collect();
+            all.sort_by(|a, b| (a.len(), a.as_str()).cmp(&(b.len(), b.as_str())));
+            all.dedup();
+            *skip = all;
         }
     }
 }
