@@ -154,10 +154,14 @@ pub(super) fn create_job(
 ) -> Result<ReplayJob> {
     let now = OffsetDateTime::now_utc();
     let id = Uuid::now_v7();
+    // The job covers what was journalled before the millisecond it is created in: times are
+    // kept in milliseconds, and an exchange accepted just after the job, in the same
+    // millisecond, must not be part of it (nor counted in `planned`).
+    let until = now - time::Duration::milliseconds(1);
     let mut covered = job.filter.clone();
     covered.to = Some(match covered.to {
-        Some(t) if t < now => t,
-        _ => now,
+        Some(t) if t < until => t,
+        _ => until,
     });
     let planned = read::count(c, &covered)?;
     let filter = serde_json::to_string(&job.filter)
@@ -173,7 +177,7 @@ pub(super) fn create_job(
         id.to_string(),
         filter,
         options,
-        millis(now),
+        millis(until),
         planned as i64,
         job.created_by,
         rfc3339(now),
