@@ -376,7 +376,10 @@ impl RecordSystem for AthenaDwClient {
 fn parse_cursor(position: &str) -> Result<(String, i64), AdapterError> {
     let bad = || AdapterError::new(ErrorClass::Internal, "athena_dw change cursor is malformed");
     let (at, key) = position.rsplit_once('|').ok_or_else(bad)?;
-    time::OffsetDateTime::parse(at, &Rfc3339).map_err(|_| bad())?;
+    // `-infinity` is the start position: what a first page with no settled change hands back.
+    if at != "-infinity" {
+        time::OffsetDateTime::parse(at, &Rfc3339).map_err(|_| bad())?;
+    }
     Ok((at.to_owned(), key.parse().map_err(|_| bad())?))
 }
 
