@@ -96,9 +96,8 @@ impl LiveCredentials {
             .clone()
     }
 
-    /// Replaces the credentials with those of `cfg` (plus the kept clients).
-    pub fn replace(&self, cfg: &AuthConfig) -> Result<(), String> {
-        let mut next = Credentials::new(cfg)?;
+    /// Replaces the credentials with `next` (plus the kept clients).
+    pub fn replace(&self, mut next: Credentials) {
         let mut current = self
             .current
             .write()
@@ -109,7 +108,6 @@ impl LiveCredentials {
             }
         }
         *current = std::sync::Arc::new(next);
-        Ok(())
     }
 }
 

@@ -682,17 +682,21 @@ pub async fn replay_bulk(
         serde_json::to_writer_pretty(&mut *out, &job)?;
         writeln!(out)?;
     } else {
-        writeln!(
-            out,
-            "replay job {} {}: {} replayed, {} skipped of {} planned",
-            job.id,
-            job.state.as_str(),
-            job.replayed,
-            job.skipped,
-            job.planned
-        )?;
+        writeln!(out, "{}", job_line(&job))?;
     }
     Ok(())
+}
+
+/// One line on a replay job: id, state and counts.
+fn job_line(job: &replay::ReplayJob) -> String {
+    format!(
+        "replay job {} {}: {} replayed, {} skipped of {} planned",
+        job.id,
+        job.state.as_str(),
+        job.replayed,
+        job.skipped,
+        job.planned
+    )
 }
 
 /// Shows a job's progress (on standard error, when it is a terminal) until it stops running.
@@ -739,15 +743,7 @@ pub async fn set_job_cancelled(
     let mut ev = cli_event(action, Some(id.to_string()), None);
     ev.object_type = Some("replay_job".into());
     let job = j.set_replay_job_cancelled(id, cancel, ev).await?;
-    writeln!(
-        out,
-        "replay job {} {}: {} replayed, {} skipped of {} planned",
-        job.id,
-        job.state.as_str(),
-        job.replayed,
-        job.skipped,
-        job.planned
-    )?;
+    writeln!(out, "{}", job_line(&job))?;
     Ok(())
 }
 

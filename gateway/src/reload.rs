@@ -354,17 +354,18 @@ impl Reloader {
         }
         // Stop detection on the old runtimes before the new ones start, so one force is never
         // polled by two detectors of this node at once.
-        let auth_changed = differs(&old.auth, &config.auth);
-        if auth_changed {
-            // Built before anything is swapped, so a bad `auth` section changes nothing.
-            crate::auth::Credentials::new(&config.auth)
-                .map_err(|e| ReloadError::Invalid(vec![e]))?;
-        }
+        // Built before anything is swapped, so a bad `auth` section changes nothing.
+        let credentials = if differs(&old.auth, &config.auth) {
+            Some(
+                crate::auth::Credentials::new(&config.auth)
+                    .map_err(|e| ReloadError::Invalid(vec![e]))?,
+            )
+        } else {
+            None
+        };
         Self::stop_detectors(&mut running).await;
-        if auth_changed {
-            self.credentials
-                .replace(&config.auth)
-                .map_err(|e| ReloadError::Invalid(vec![e]))?;
+        if let Some(credentials) = credentials {
+            self.credentials.replace(credentials);
             report.auth_reloaded = true;
         }
         self.pipeline.swap(forces);
