@@ -174,11 +174,11 @@ pub async fn replay_one(
 ) -> anyhow::Result<Option<Uuid>> {
     let id =
         Uuid::parse_str(id).with_context(|| format!("{id:?} is not an exchange id (a UUID)"))?;
-    let mappings = mappings_of(cfg)?;
     let parent = j
         .get(id)
         .await?
         .with_context(|| format!("exchange {id} not found"))?;
+    let mappings = mappings_of(cfg, Some(&parent.summary.force))?;
     let mapping_version = match &req.mapping_version {
         Some(v) => {
             let name = crate::remap::check(&mappings, v)
@@ -252,8 +252,14 @@ pub struct ReplayOne {
 }
 
 /// The mapping specs as the gateway configured by `cfg` loads them (with its pinned versions).
-fn mappings_of(cfg: &Config) -> anyhow::Result<mappings::Mappings> {
-    cfg.mappings.load().map_err(anyhow::Error::msg)
+/// The mappings `force`'s exchanges go through (its own specs, `forces.X.mappings`, when it
+/// has them), or the shared ones.
+fn mappings_of(cfg: &Config, force: Option<&str>) -> anyhow::Result<mappings::Mappings> {
+    match force.and_then(|f| Some((f, cfg.forces.get(f)?.mappings.as_ref()?))) {
+        Some((force, dir)) => cfg.mappings.load_force(force, dir),
+        None => cfg.mappings.load(),
+    }
+    .map_err(anyhow::Error::msg)
 }
 
 /// Prints one exchange's mapping diff: a heading, then the unified diff (or why there is none).
@@ -593,7 +599,7 @@ pub async fn replay_bulk(
     }
     let mapping_version = match &req.mapping_version {
         Some(v) => Some(
-            crate::remap::check(&mappings_of(cfg)?, v)
+            crate::remap::check(&mappings_of(cfg, req.filter.force.as_deref())?, v)
                 .map_err(|why| anyhow::anyhow!("--mapping-version: {why}"))?,
         ),
         None => None,
@@ -605,7 +611,8 @@ pub async fn replay_bulk(
     if req.dry_run {
         let mut plan = crate::jobs::dry_run(j, &req.filter, 10).await?;
         if let Some(to) = &mapping_version {
-            plan.diffs = crate::remap::diff_sample(j, &mappings_of(cfg)?, &plan.sample, to).await?;
+            let mappings = mappings_of(cfg, req.filter.force.as_deref())?;
+            plan.diffs = crate::remap::diff_sample(j, &mappings, &plan.sample, to).await?;
             plan.mapping_version = Some(to.clone());
         }
         j.audit(cli_event(

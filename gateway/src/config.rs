@@ -12,7 +12,11 @@ use figment::{
     providers::{Env, Format, Serialized, Toml},
 };
 use serde::{Deserialize, Serialize};
-use std::{collections::BTreeMap, net::SocketAddr, path::Path};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 /// Athena `base_url` meaning "the simulator running in this process".
 pub const SIM_ATHENA: &str = "sim://athena";
@@ -434,9 +438,20 @@ pub struct ForceConfig {
     /// detection also turns its incident changes into `incident.*` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_control: Option<adapters::CommandControlConfig>,
+    /// The force's evidence store (`{ type = "dams", … }`): the files attached to its
+    /// submissions are uploaded there once the crime record is created, each as an exchange of
+    /// its own (`evidence.submitted`). Without one, attachments stay in the submission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<adapters::EvidenceStoreConfig>,
     /// Change detection (`[forces.X.change_detection]`); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_detection: Option<crate::detect::ChangeDetectionConfig>,
+    /// A directory of this force's own mapping specs and overrides (`*.toml`, loaded after the
+    /// built-in specs in file-name order; see mappings/SPEC-FORMAT.md, "Overrides for one
+    /// force"). Only this force's exchanges and events use them; the pins of `[mappings]
+    /// current` still apply. Read again on every configuration reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mappings: Option<PathBuf>,
 }
 
 /// Simulators run inside the gateway process.
@@ -798,7 +813,20 @@ impl MappingsConfig {
     /// The built-in mapping specs with the pinned versions made current; an unknown spec or
     /// version is an error naming the key and what is loaded.
     pub fn load(&self) -> Result<mappings::Mappings, String> {
-        let mut m = mappings::Mappings::builtin().map_err(|e| format!("mapping specs: {e}"))?;
+        let m = mappings::Mappings::builtin().map_err(|e| format!("mapping specs: {e}"))?;
+        self.pinned(m)
+    }
+
+    /// A force's mappings: the built-in specs, then the spec files of `dir` (its own specs and
+    /// overrides), with the pinned versions made current. A spec that does not load is named
+    /// with its file and line.
+    pub fn load_force(&self, force: &str, dir: &Path) -> Result<mappings::Mappings, String> {
+        let m = mappings::Mappings::load_dir(dir)
+            .map_err(|e| format!("forces.{force}.mappings: {e}"))?;
+        self.pinned(m)
+    }
+
+    fn pinned(&self, mut m: mappings::Mappings) -> Result<mappings::Mappings, String> {
         let mut problems = Vec::new();
         for (id, version) in &self.current {
             if let Err(e) = m.pin(id, version) {
@@ -819,16 +847,85 @@ impl MappingsConfig {
 /// Configuration loading failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A value is missing, of the wrong type, or unknown.
-    #[error("{0}")]
-    Invalid(String),
+    /// Values missing, of the wrong type, unknown or breaking a rule: one entry per problem,
+    /// each starting with the key it is about (and, when it was read from a file, the file,
+    /// line and column: `gw.toml:4:1: delivery.max_attempts: …`).
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+impl ConfigError {
+    /// The problems, one per entry.
+    pub fn problems(&self) -> &[String] {
+        let ConfigError::Invalid(p) = self;
+        p
+    }
 }
 
 impl From<figment::Error> for ConfigError {
     fn from(e: figment::Error) -> Self {
-        let msgs: Vec<String> = e.into_iter().map(|err| describe(&err, None)).collect();
-        ConfigError::Invalid(msgs.join("; "))
+        ConfigError::Invalid(e.into_iter().map(|err| describe(&err, None)).collect())
     }
+}
+
+/// Puts the file, line and column in front of each problem whose key is written in `path`
+/// (`gw.toml:4:1: delivery.max_attempts: …`), pointing at the key itself or, for a key that is
+/// missing, at the deepest table on its path that is written. Problems about a key the file
+/// does not hold (an environment override, a default) are left as they are.
+fn locate_problems(path: &Path, problems: Vec<String>) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return problems;
+    };
+    let Ok(doc) = toml::de::DeTable::parse(&text) else {
+        // A syntax error: the parser's own message already carries its line.
+        return problems;
+    };
+    let mut located: Vec<(Option<(usize, usize)>, String)> = problems
+        .into_iter()
+        .map(|p| {
+            let key = p.split(": ").next().unwrap_or_default();
+            // `describe` ends a problem read from a file with ` (in FILE)`, from elsewhere with
+            // ` (from …)`.
+            let in_file = p.rfind(" (in ").filter(|_| p.ends_with(')'));
+            let from_env = in_file.is_none() && p.ends_with(')') && p.contains(" (from ");
+            match key_offset(doc.get_ref(), key).filter(|_| !from_env) {
+                Some(offset) => {
+                    let before = &text[..offset];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    let msg = &p[..in_file.unwrap_or(p.len())];
+                    (
+                        Some((line, col)),
+                        format!("{}:{line}:{col}: {msg}", path.display()),
+                    )
+                }
+                None => (None, p),
+            }
+        })
+        .collect();
+    // In file order, each once (a broken rule can be reported by more than one pass).
+    located.sort_by_key(|(at, _)| *at);
+    located.dedup_by(|a, b| a.1 == b.1);
+    located.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The byte offset of dotted `key` in a parsed TOML document: of the key itself, or of the
+/// deepest table on its path that is written; `None` when not even its first part is.
+fn key_offset(table: &toml::de::DeTable<'_>, key: &str) -> Option<usize> {
+    use toml::de::DeValue;
+    let mut table = table;
+    let mut found = None;
+    for part in key.split('.') {
+        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part) else {
+            break;
+        };
+        found = Some(k.span().start);
+        match v.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    found
 }
 
 /// One type or key error, naming the key as written in the file or environment (without
@@ -906,10 +1003,19 @@ fn every_type_error(fig: &Figment, first: figment::Error) -> ConfigError {
             }
             if let Some(v) = values.as_mut()
                 && !path.is_empty()
-                && remove(v, &path)
             {
-                removed.push(path);
-                taken = true;
+                if remove(v, &path) {
+                    removed.push(path);
+                    taken = true;
+                } else if matches!(e.kind, Kind::MissingField(_)) && path.len() > 1 {
+                    // A missing key cannot be taken out: take out the table that lacks it
+                    // (reported), so that the rest of the file is still read.
+                    let parent = path[..path.len() - 1].to_vec();
+                    if remove(v, &parent) {
+                        removed.push(parent);
+                        taken = true;
+                    }
+                }
             }
         }
         let Some(v) = values.as_ref().filter(|_| taken) else {
@@ -919,7 +1025,7 @@ fn every_type_error(fig: &Figment, first: figment::Error) -> ConfigError {
             Ok(rest) => {
                 // What types allow of the rest is checked against the rules too.
                 if let Err(ConfigError::Invalid(m)) = rest.validate() {
-                    msgs.push(m);
+                    msgs.extend(m);
                 }
                 break;
             }
@@ -929,7 +1035,7 @@ fn every_type_error(fig: &Figment, first: figment::Error) -> ConfigError {
             }
         }
     }
-    ConfigError::Invalid(msgs.join("; "))
+    ConfigError::Invalid(msgs)
 }
 
 impl Config {
@@ -949,7 +1055,9 @@ impl Config {
                 .expect("the embedded Athena config is valid"),
                 national: None,
                 command_control: None,
+                evidence: None,
                 change_detection: None,
+                mappings: None,
             },
         );
         c
@@ -964,19 +1072,23 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(base));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError::Invalid(format!(
+                return Err(ConfigError::Invalid(vec![format!(
                     "config file {} does not exist",
                     path.display()
-                )));
+                )]));
             }
             fig = fig.merge(Toml::file_exact(path));
         }
         let fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let located = |ConfigError::Invalid(problems)| match file {
+            Some(path) => ConfigError::Invalid(locate_problems(path, problems)),
+            None => ConfigError::Invalid(problems),
+        };
         let cfg: Config = match fig.extract() {
             Ok(cfg) => cfg,
-            Err(first) => return Err(every_type_error(&fig, first)),
+            Err(first) => return Err(located(every_type_error(&fig, first))),
         };
-        cfg.validate()?;
+        cfg.validate().map_err(located)?;
         Ok(cfg)
     }
 
@@ -1016,6 +1128,13 @@ impl Config {
             && let Err(e) = self.mappings.load()
         {
             problems.push(e);
+        }
+        for (key, f) in &self.forces {
+            if let Some(dir) = &f.mappings
+                && let Err(e) = self.mappings.load_force(key, dir)
+            {
+                problems.push(e);
+            }
         }
         for (id, c) in &self.auth.clients {
             if c.secret_sha256.len() != 64 || hex::decode(&c.secret_sha256).is_err() {
@@ -1086,7 +1205,7 @@ impl Config {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError::Invalid(problems.join("; ")))
+            Err(ConfigError::Invalid(problems))
         }
     }
 }

@@ -35,8 +35,13 @@ pub struct ForceRuntime {
     pub national: Option<Arc<dyn adapters::NationalPlatform>>,
     /// The command-and-control system, when configured.
     pub command_control: Option<Arc<dyn adapters::CommandControl>>,
+    /// The evidence store (DAMS) submissions' attachments go to, when configured.
+    pub evidence: Option<Arc<dyn adapters::EvidenceStore>>,
     /// The force's identifier in iHub submissions (`forceIdentifier`), which routes them here.
     pub ihub_force_id: Option<u32>,
+    /// The mappings this force's exchanges go through: the shared ones, or the built-in specs
+    /// with the force's own specs and overrides (`forces.X.mappings`).
+    pub mappings: Option<Arc<mappings::Mappings>>,
 }
 
 impl ForceRuntime {
@@ -46,7 +51,9 @@ impl ForceRuntime {
             records,
             national: None,
             command_control: None,
+            evidence: None,
             ihub_force_id: None,
+            mappings: None,
         }
     }
 }
@@ -100,9 +107,17 @@ impl Pipeline {
         self.current().get(force).cloned()
     }
 
-    /// The mappings the pipeline uses.
+    /// The mappings the pipeline uses for forces without their own.
     pub fn mappings(&self) -> &Arc<mappings::Mappings> {
         &self.mappings
+    }
+
+    /// The mappings `force`'s exchanges go through: its own (`forces.X.mappings`) or the shared
+    /// ones.
+    pub fn mappings_of(&self, force: &str) -> Arc<mappings::Mappings> {
+        self.force(force)
+            .and_then(|rt| rt.mappings.clone())
+            .unwrap_or_else(|| self.mappings.clone())
     }
 
     /// The circuit breaker of every target.
@@ -203,6 +218,9 @@ impl Pipeline {
         if is_event_kind(&item.kind) {
             return self.deliver_event(&rt, item, timeout).await;
         }
+        if item.kind == crate::evidence::KIND {
+            return crate::evidence::deliver(&rt, item, timeout).await;
+        }
         let sdm: serde_json::Value = match serde_json::from_slice(&item.payload) {
             Ok(v) => v,
             Err(e) => {
@@ -213,7 +231,8 @@ impl Pipeline {
                 return (prepared, Err(e));
             }
         };
-        let nmpp = match self.mappings.sdm_to_nmpp(&sdm) {
+        let mappings = rt.mappings.as_ref().unwrap_or(&self.mappings);
+        let nmpp = match mappings.sdm_to_nmpp(&sdm) {
             Ok(v) => v,
             Err(e) => {
                 return (
@@ -325,6 +344,9 @@ impl Dispatcher {
             let mut targets = vec![rt.records.name()];
             if let Some(n) = &rt.national {
                 targets.push(n.name());
+            }
+            if let Some(e) = &rt.evidence {
+                targets.push(e.name());
             }
             for system in targets {
                 systems.push(system);
@@ -454,6 +476,11 @@ impl Dispatcher {
             .with(&key, BreakerSettings::from(&policy), |b| {
                 ((), b.report(v, probe, std::time::Instant::now()))
             });
+        if let Ok(receipt) = &result
+            && !self.follow_up(&item, receipt).await
+        {
+            return;
+        }
         let number = item.attempts + 1;
         let target = item.target_system.clone();
         let (outcome, transition, class, detail, status) = match result {
@@ -522,6 +549,40 @@ impl Dispatcher {
             // idempotency key, so the target sees at most a duplicate it can drop.
             metrics::counter!(m::JOURNAL_ERRORS, "op" => "attempt").increment(1);
             tracing::warn!(error = %e, "could not journal a delivery attempt");
+        }
+    }
+}
+
+impl Dispatcher {
+    /// What a delivered submission leads to before its attempt is recorded: its attachments,
+    /// journalled as evidence exchanges when the force has an evidence store
+    /// ([`crate::evidence`]). False when that could not be done: the attempt is then not
+    /// recorded, so the lease expires and the submission is delivered again under the same
+    /// idempotency key (the records system drops the duplicate).
+    async fn follow_up(&self, item: &WorkItem, receipt: &adapters::DeliveryReceipt) -> bool {
+        if item.kind != crate::api::incidents::KIND {
+            return true;
+        }
+        let Some(rt) = self
+            .pipeline
+            .force(&item.force)
+            .filter(|rt| rt.evidence.is_some())
+        else {
+            return true;
+        };
+        match crate::evidence::journal_attachments(self.journal.as_ref(), &rt, item, receipt).await
+        {
+            Ok(0) => true,
+            Ok(_) => {
+                self.work_ready.notify_one();
+                true
+            }
+            Err(e) => {
+                metrics::counter!(m::JOURNAL_ERRORS, "op" => "evidence").increment(1);
+                tracing::warn!(class = %e.class, error = %e.message,
+                    "could not queue a delivered submission's evidence; it will be delivered again");
+                false
+            }
         }
     }
 }

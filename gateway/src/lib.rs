@@ -27,6 +27,7 @@ pub mod config;
 pub mod delivery;
 pub mod detect;
 pub mod error;
+pub mod evidence;
 pub mod jobs;
 pub mod ledger;
 pub mod metrics;

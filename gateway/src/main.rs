@@ -505,7 +505,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { file } => match Config::load(Some(&file)) {
             Ok(_) => writeln!(out, "{}: ok", file.display())?,
             Err(e) => {
-                writeln!(out, "{}: {e}", file.display())?;
+                for problem in e.problems() {
+                    // Problems located in the file start with its name already.
+                    if problem.starts_with(&format!("{}:", file.display())) {
+                        writeln!(out, "{problem}")?;
+                    } else {
+                        writeln!(out, "{}: {problem}", file.display())?;
+                    }
+                }
+                writeln!(out, "{}: {} problem(s)", file.display(), e.problems().len())?;
                 return Ok(ExitCode::FAILURE);
             }
         },

@@ -113,7 +113,7 @@ pub async fn build_forces(
     let mut forces = BTreeMap::new();
     let mut problems = Vec::new();
     for (key, f) in &config.forces {
-        match build_force(key, f, mappings).await {
+        match build_force(config, key, f, mappings).await {
             Ok(rt) => {
                 forces.insert(key.clone(), rt);
             }
@@ -128,11 +128,21 @@ pub async fn build_forces(
 }
 
 async fn build_force(
+    config: &Config,
     key: &str,
     f: &ForceConfig,
     mappings: &Arc<mappings::Mappings>,
 ) -> Result<ForceRuntime, Vec<String>> {
     let mut problems = Vec::new();
+    // The force's own specs, when it has them: every adapter of the force maps through them.
+    let own = match &f.mappings {
+        Some(dir) => match config.mappings.load_force(key, dir) {
+            Ok(m) => Some(Arc::new(m)),
+            Err(e) => return Err(vec![e]),
+        },
+        None => None,
+    };
+    let mappings = own.as_ref().unwrap_or(mappings);
     let records = f
         .records
         .build(mappings.clone())
@@ -158,12 +168,24 @@ async fn build_force(
         },
         None => None,
     };
+    let evidence = match &f.evidence {
+        Some(c) => match c.build(mappings.clone()).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                problems.push(format!("forces.{key}.evidence: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
     match records {
         Some(records) if problems.is_empty() => Ok(ForceRuntime {
             records,
             national,
             command_control,
+            evidence,
             ihub_force_id: Some(f.ihub_force_id),
+            mappings: own,
         }),
         _ => Err(problems),
     }
@@ -315,9 +337,7 @@ impl Reloader {
     }
 
     async fn apply(&self, source: ConfigSource) -> Result<ReloadReport, ReloadError> {
-        let mut config = source().map_err(|ConfigError::Invalid(m)| {
-            ReloadError::Invalid(m.split("; ").map(str::to_owned).collect())
-        })?;
+        let mut config = source().map_err(|ConfigError::Invalid(m)| ReloadError::Invalid(m))?;
         resolve_sims(&mut config, self.sim_athena.as_deref()).map_err(ReloadError::Invalid)?;
         let forces = build_forces(&config, self.pipeline.mappings())
             .await

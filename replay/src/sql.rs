@@ -156,3 +156,78 @@ pub(crate) fn check_exchange_id(id: Uuid, now: OffsetDateTime) -> Result<(), Str
     }
     Ok(())
 }
+
+/// One numbered migration: version, name, SQL.
+pub(crate) type Migration = (i64, &'static str, &'static str);
+
+/// The migrations of `known` not yet applied, in order, given the `(version, name)` rows of
+/// `schema_migrations`. Each migration is looked up by its own number, not by the highest one
+/// applied, so one skipped in between (two branches numbering theirs apart, merged in the other
+/// order) is still applied. A row this build does not know — a newer build's migration, or a
+/// number reused for another change — is refused: the schema is not what this build expects.
+pub(crate) fn pending_migrations(
+    known: &'static [Migration],
+    applied: &[(i64, String)],
+) -> crate::Result<Vec<&'static Migration>> {
+    for (version, name) in applied {
+        match known.iter().find(|m| m.0 == *version) {
+            Some(m) if m.1 == name => {}
+            Some(m) => {
+                return Err(crate::JournalError::Corrupt(format!(
+                    "journal migration {version} was applied as {name:?}, this build calls it \
+                     {:?}",
+                    m.1
+                )));
+            }
+            None => {
+                return Err(crate::JournalError::Corrupt(format!(
+                    "journal migration {version} ({name}) is newer than this build knows \
+                     (latest {})",
+                    known.last().map_or(0, |m| m.0)
+                )));
+            }
+        }
+    }
+    Ok(known
+        .iter()
+        .filter(|m| !applied.iter().any(|(v, _)| *v == m.0))
+        .collect())
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::pending_migrations;
+
+    static KNOWN: &[super::Migration] = &[(1, "a", ""), (2, "b", ""), (3, "c", "")];
+
+    fn rows(v: &[(i64, &str)]) -> Vec<(i64, String)> {
+        v.iter().map(|(n, s)| (*n, (*s).to_owned())).collect()
+    }
+
+    #[test]
+    fn a_migration_skipped_in_between_is_still_applied() {
+        let p = pending_migrations(KNOWN, &rows(&[(1, "a"), (3, "c")])).unwrap();
+        assert_eq!(p.iter().map(|m| m.0).collect::<Vec<_>>(), vec![2]);
+        let all = pending_migrations(KNOWN, &[]).unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(
+            pending_migrations(KNOWN, &rows(&[(1, "a"), (2, "b"), (3, "c")]))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_unknown_or_renamed_migration_is_refused() {
+        let newer = pending_migrations(KNOWN, &rows(&[(4, "d")])).unwrap_err();
+        assert!(
+            newer.to_string().contains("migration 4 (d) is newer"),
+            "{newer}"
+        );
+        let renamed = pending_migrations(KNOWN, &rows(&[(2, "x")])).unwrap_err();
+        assert!(
+            renamed.to_string().contains("applied as \"x\""),
+            "{renamed}"
+        );
+    }
+}

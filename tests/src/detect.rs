@@ -89,7 +89,9 @@ pub fn detecting_force(
         records,
         national: Some(national(ihub)),
         command_control: None,
+        evidence: None,
         change_detection: Some(fast_detection()),
+        mappings: None,
     }
 }
 

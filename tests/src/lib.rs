@@ -121,7 +121,9 @@ pub fn test_config(journal: &Path, athena_url: &str) -> Config {
             }),
             national: None,
             command_control: None,
+            evidence: None,
             change_detection: None,
+            mappings: None,
         },
     );
     for (key, secret, roles) in [

@@ -450,6 +450,73 @@ async fn check_config_reports_every_problem_in_one_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_gives_the_file_and_line_of_every_problem() {
+    let specs = tempfile::tempdir().unwrap();
+    let bad_spec = specs.path().join("20-athena.toml");
+    std::fs::write(
+        &bad_spec,
+        "id = \"nmpp-to-athena\"\nversion = \"1.1.0\"\nextends = \"nmpp-to-athena\"\nwhat = 1\n",
+    )
+    .unwrap();
+    let out = check_config(&format!(
+        "[http]\n\
+         listen = \"127.0.0.1:9000\"\n\
+         listn = 3\n\
+         \n\
+         [delivery]\n\
+         max_attempts = \"many\"\n\
+         workers = 0\n\
+         \n\
+         [forces.kent]\n\
+         name = \"Kent Police\"\n\
+         ihub_force_id = 46\n\
+         records = {{ type = \"athena_xml\", base_url = \"http://127.0.0.1:1\" }}\n\
+         \n\
+         [forces.essex]\n\
+         name = \"Essex Police\"\n\
+         ihub_force_id = 47\n\
+         records = {{ type = \"athena\", base_url = \"http://127.0.0.1:1\" }}\n\
+         mappings = {:?}\n\
+         \n\
+         [forces.essex.national]\n\
+         type = \"ihub\"\n\
+         base_url = \"http://127.0.0.1:1\"\n",
+        specs.path().display().to_string()
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    for (at, key, what) in [
+        ("gw.toml:3:1:", "http.listn", "unknown key"),
+        ("gw.toml:6:1:", "delivery.max_attempts", "wrong type"),
+        ("gw.toml:7:1:", "delivery.workers", "rule broken"),
+        ("gw.toml:12:", "forces.kent.records", "wrong adapter type"),
+        (
+            "gw.toml:18:1:",
+            "forces.essex.mappings",
+            "mapping spec that does not load",
+        ),
+        ("gw.toml:20:", "forces.essex.national", "missing credential"),
+    ] {
+        let line = out.stdout.lines().find(|l| {
+            l.starts_with(&format!("{}/{at}", dir_of(l))) && l.contains(&format!(": {key}"))
+        });
+        assert!(line.is_some(), "{what}: no line with `{at} {key}`: {out:?}");
+    }
+    // The spec that does not load is named with its own file and line.
+    assert!(
+        out.stdout
+            .contains(&format!("{}:4: unknown field `what`", bad_spec.display())),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains(" problem(s)"), "{out:?}");
+}
+
+/// The directory part of a `DIR/gw.toml:LINE:COL: …` line.
+fn dir_of(line: &str) -> &str {
+    line.split("/gw.toml:").next().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_names_keys_as_they_are_written_in_the_file() {
     let out = check_config("[http]\nlistn = 3\n").await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");

@@ -52,16 +52,23 @@ async fn two_forces_side_by_side_never_leak_into_each_other() {
     let other_ihub = IhubSim::start(IhubSimOptions::default())
         .await
         .expect("ihub");
+    // Otherford has its own mapping: its Athena codes "not known" gender (GNDR_0003) as X.
+    let specs = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        specs.path().join("gender.toml"),
+        "id = \"nmpp-to-athena\"\nversion = \"1.1.0\"\nextends = \"nmpp-to-athena\"\n\
+         [codes.athena-gender]\nmap = { GNDR_0003 = \"X\" }\n",
+    )
+    .expect("spec");
     let rig = DetectRig::start(|c, _, _| {
-        c.forces.insert(
-            OTHER.into(),
-            detecting_force(
-                "Otherford Police",
-                OTHER_ID,
-                athena_records(&other_athena),
-                &other_ihub,
-            ),
+        let mut other = detecting_force(
+            "Otherford Police",
+            OTHER_ID,
+            athena_records(&other_athena),
+            &other_ihub,
         );
+        other.mappings = Some(specs.path().to_owned());
+        c.forces.insert(OTHER.into(), other);
     })
     .await;
     // The same dataset — the same crime references — in both forces' Athena.
@@ -191,11 +198,24 @@ async fn two_forces_side_by_side_never_leak_into_each_other() {
         }
     }
 
-    // Deliveries: a submission for each force reaches only that force's Athena.
+    // Deliveries: a submission for each force reaches only that force's Athena, mapped through
+    // that force's own mapping.
     let api = rig.api();
-    for (force_id, to, not_to) in [
-        (IHUB_FORCE_ID, &rig.athena, &other_athena),
-        (OTHER_ID, &other_athena, &rig.athena),
+    for (force_id, to, not_to, gender, mapping) in [
+        (
+            IHUB_FORCE_ID,
+            &rig.athena,
+            &other_athena,
+            "M",
+            "nmpp-to-athena@1.0.0",
+        ),
+        (
+            OTHER_ID,
+            &other_athena,
+            &rig.athena,
+            "X",
+            "nmpp-to-athena@1.1.0",
+        ),
     ] {
         let mut doc = sdm::online_crime_report();
         sdm::submission_mut(&mut doc)["attributes"]["forceIdentifier"] = force_id.into();
@@ -203,9 +223,21 @@ async fn two_forces_side_by_side_never_leak_into_each_other() {
         let accepted = api.submit_ok(&doc).await;
         api.wait_for_status(&accepted.exchange_id, "delivered", secs(30))
             .await;
-        assert!(
-            to.record_by_key(&key).is_some(),
-            "force {force_id}: not delivered"
+        let record = to
+            .record_by_key(&key)
+            .unwrap_or_else(|| panic!("force {force_id}: not delivered"));
+        let victim = record
+            .people
+            .iter()
+            .find(|p| p.surname.as_deref() == Some("Crockett"))
+            .expect("the victim");
+        assert_eq!(victim.gender.as_deref(), Some(gender), "force {force_id}");
+        let id = accepted.exchange_id.parse().expect("uuid");
+        let detail = rig.journal.get(id).await.expect("get").expect("stored");
+        assert_eq!(
+            detail.mapping_version.as_deref(),
+            Some(mapping),
+            "force {force_id}"
         );
         assert!(
             not_to.record_by_key(&key).is_none(),

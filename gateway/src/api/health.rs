@@ -116,8 +116,9 @@ pub(crate) async fn ready(State(st): State<AppState>) -> impl IntoResponse {
         },
     };
     let breakers = st.pipeline.breakers();
-    // Every adapter of every force: the records system, the national platform (iHub) and the
-    // command-and-control system where configured, each probed with its own health call.
+    // Every adapter of every force: the records system, the national platform (iHub), the
+    // command-and-control system and the evidence store where configured, each probed with its
+    // own health call.
     let mut checks = Vec::new();
     for (force, rt) in st.pipeline.forces() {
         let records = rt.records.clone();
@@ -143,6 +144,15 @@ pub(crate) async fn ready(State(st): State<AppState>) -> impl IntoResponse {
                 force.clone(),
                 cc.name(),
                 Box::pin(async move { cc.health().await }),
+                limit,
+            ));
+        }
+        if let Some(store) = rt.evidence.clone() {
+            checks.push(adapter_health(
+                breakers,
+                force.clone(),
+                store.name(),
+                Box::pin(async move { store.health().await }),
                 limit,
             ));
         }

@@ -198,14 +198,18 @@ pub(crate) async fn create_replay_job(
             _ => filter.target = Some(t.clone()),
         }
     }
-    let mapping_version = match &req.mapping_version {
-        Some(v) => Some(
-            crate::remap::check(st.pipeline.mappings(), v).map_err(|why| {
-                bad_body("mappingVersion", "enum", format!("mappingVersion: {why}"))
-            })?,
-        ),
-        None => None,
+    // A filter on one force checks versions against that force's own specs too.
+    let mappings = match &filter.force {
+        Some(force) => st.pipeline.mappings_of(force),
+        None => st.pipeline.mappings().clone(),
     };
+    let mapping_version =
+        match &req.mapping_version {
+            Some(v) => Some(crate::remap::check(&mappings, v).map_err(|why| {
+                bad_body("mappingVersion", "enum", format!("mappingVersion: {why}"))
+            })?),
+            None => None,
+        };
     if let Some(name) = &mapping_version {
         crate::remap::narrow(&mut filter, name).map_err(|why| {
             bad_body(
@@ -223,13 +227,8 @@ pub(crate) async fn create_replay_job(
         )
         .await?;
         if let Some(to) = &mapping_version {
-            plan.diffs = crate::remap::diff_sample(
-                st.journal.as_ref(),
-                st.pipeline.mappings(),
-                &plan.sample,
-                to,
-            )
-            .await?;
+            plan.diffs =
+                crate::remap::diff_sample(st.journal.as_ref(), &mappings, &plan.sample, to).await?;
             plan.mapping_version = Some(to.clone());
         }
         let body = DryRunDocument {

@@ -373,7 +373,7 @@ pub(crate) async fn replay_exchange(
         super::jobs::body(&bytes)?
     };
     let d = visible(&st, &p, id).await?;
-    let mappings = st.pipeline.mappings();
+    let mappings = &st.pipeline.mappings_of(&d.summary.force);
     let mapping_version = match &req.mapping_version {
         Some(v) => {
             let name = crate::remap::check(mappings, v).map_err(|why| {

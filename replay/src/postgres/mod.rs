@@ -41,7 +41,7 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 /// Numbered migrations, applied in order; never edit one that has shipped.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+const MIGRATIONS: &[crate::sql::Migration] = &[
     (
         1,
         "init",
@@ -183,22 +183,14 @@ async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
     )
     .await
     .map_err(pg)?;
-    let current: i64 = tx
-        .query_one(
-            "SELECT coalesce(max(version), 0) FROM schema_migrations",
-            &[],
-        )
+    let applied: Vec<(i64, String)> = tx
+        .query("SELECT version, name FROM schema_migrations", &[])
         .await
         .map_err(pg)?
-        .get(0);
-    if let Some(&(latest, _, _)) = MIGRATIONS.last()
-        && current > latest
-    {
-        return Err(JournalError::Corrupt(format!(
-            "journal schema version {current} is newer than this build knows ({latest})"
-        )));
-    }
-    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for &(version, name, sql) in crate::sql::pending_migrations(MIGRATIONS, &applied)? {
         tx.batch_execute(sql).await.map_err(pg)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())",

@@ -35,7 +35,7 @@ use uuid::Uuid;
 pub(crate) use write::Op;
 
 /// Numbered migrations, applied in order; never edit one that has shipped.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+const MIGRATIONS: &[crate::sql::Migration] = &[
     (
         1,
         "init",
@@ -238,19 +238,11 @@ fn migrate(conn: &mut Connection) -> Result<()> {
              version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
     )?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let current: i64 = tx.query_row(
-        "SELECT coalesce(max(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
-    )?;
-    if let Some(&(latest, _, _)) = MIGRATIONS.last()
-        && current > latest
-    {
-        return Err(JournalError::Corrupt(format!(
-            "journal schema version {current} is newer than this build knows ({latest})"
-        )));
-    }
-    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    let applied: Vec<(i64, String)> = tx
+        .prepare("SELECT version, name FROM schema_migrations")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for &(version, name, sql) in crate::sql::pending_migrations(MIGRATIONS, &applied)? {
         tx.execute_batch(sql)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
