@@ -1179,6 +1179,11 @@ impl Config {
         if self.replay.batch == 0 {
             problems.push("replay.batch: must be at least 1".into());
         }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            problems.push(format!(
+                "log.level: not a filter (`info`, `warn,gateway=debug`, …): {e}"
+            ));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             problems.push(format!(
                 "log.format: expected text or json, got {:?}",

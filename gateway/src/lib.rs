@@ -30,6 +30,7 @@ pub mod error;
 pub mod evidence;
 pub mod jobs;
 pub mod ledger;
+pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod reload;

@@ -531,15 +531,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn init_tracing(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    use tracing_subscriber::EnvFilter;
+    // RUST_LOG, when set, chooses the filter and keeps it; otherwise `log.level` does, and a
+    // configuration reload can change it (gateway::logging).
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let reloadable = from_env.is_none();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&cfg.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    macro_rules! install {
+        ($builder:expr) => {{
+            let builder = $builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            if reloadable {
+                gateway::logging::set_filter_handle(move |level| {
+                    let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+                    handle.reload(filter).map_err(|e| e.to_string())
+                });
+            }
+        }};
+    }
     if cfg.log.format == "json" {
-        builder.json().init();
+        install!(builder.json());
     } else {
-        builder.init();
+        install!(builder);
     }
 }
 

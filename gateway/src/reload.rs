@@ -62,6 +62,8 @@ pub struct ReloadReport {
     pub auth_reloaded: bool,
     /// Sections that changed but only take effect after a restart.
     pub restart_needed: Vec<String>,
+    /// The log filter now in force, when `log.level` changed and was applied.
+    pub log_level: Option<String>,
 }
 
 struct Running {
@@ -365,7 +367,7 @@ impl Reloader {
             ("http", differs(&old.http, &config.http)),
             ("journal", differs(&old.journal, &config.journal)),
             ("delivery", differs(&old.delivery, &config.delivery)),
-            ("log", differs(&old.log, &config.log)),
+            ("log", differs(&old.log.format, &config.log.format)),
             ("mappings", differs(&old.mappings, &config.mappings)),
         ] {
             if changed {
@@ -383,6 +385,21 @@ impl Reloader {
         } else {
             None
         };
+        // The log level applies at once where the filter can be changed while running (not
+        // when RUST_LOG chose it); otherwise it waits for a restart like the other sections.
+        if old.log.level != config.log.level {
+            match crate::logging::set_level(&config.log.level) {
+                Some(Ok(())) => report.log_level = Some(config.log.level.clone()),
+                Some(Err(e)) => {
+                    return Err(ReloadError::Invalid(vec![format!("log.level: {e}")]));
+                }
+                None => {
+                    if !report.restart_needed.iter().any(|s| s == "log") {
+                        report.restart_needed.push("log".into());
+                    }
+                }
+            }
+        }
         Self::stop_detectors(&mut running).await;
         if let Some(credentials) = credentials {
             self.credentials.replace(credentials);

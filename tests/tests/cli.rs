@@ -595,3 +595,74 @@ async fn mappings_doc_writes_every_spec_and_names_a_spec_file_that_does_not_load
     assert_eq!(bad.status.code(), Some(1), "{bad:?}");
     assert!(bad.stdout.contains("kent-overrides.toml:2"), "{bad:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_level_changes_on_reload_without_a_restart() {
+    let sim = fixtures::athena::AthenaSim::start(Default::default())
+        .await
+        .expect("athena");
+    let mut gw = nmpp_tests::ProcessGateway::with_config(&sim.base_url(), |c| {
+        c.log.level = "warn".into();
+    });
+    gw.start().await;
+    let api = gw.api();
+    let reload = |api: Api| async move {
+        let res = api.post("/v1/config/reload").send().await.expect("reload");
+        let code = res.status().as_u16();
+        (code, res.json::<Value>().await.expect("json"))
+    };
+    // Nothing at info is written while the level is warn, the reload's own line included.
+    let (code, doc) = reload(api.clone()).await;
+    assert_eq!(code, 200, "{doc}");
+    assert!(doc["data"]["attributes"].get("logLevel").is_none(), "{doc}");
+    assert!(
+        !gw.stderr_log().contains("configuration reloaded"),
+        "{}",
+        gw.stderr_log()
+    );
+
+    // A filter that does not parse is refused, naming the key; the running one stays.
+    let mut bad = gw.config.clone();
+    bad.log.level = "info,[".into();
+    nmpp_tests::write_config(&bad, gw.config_path());
+    let (code, doc) = reload(api.clone()).await;
+    assert_eq!(code, 422, "{doc}");
+    assert!(doc.to_string().contains("log.level"), "{doc}");
+
+    let mut cfg = gw.config.clone();
+    cfg.log.level = "info".into();
+    nmpp_tests::write_config(&cfg, gw.config_path());
+    let (code, doc) = reload(api.clone()).await;
+    assert_eq!(code, 200, "{doc}");
+    let applied = &doc["data"]["attributes"];
+    if std::env::var_os("RUST_LOG").is_some() {
+        // RUST_LOG chose the filter at start and keeps it: the change waits for a restart.
+        assert!(
+            applied["restartNeeded"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|s| s == "log")),
+            "{doc}"
+        );
+    } else {
+        assert_eq!(applied["logLevel"], "info", "{doc}");
+        assert!(
+            !applied["restartNeeded"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|s| s == "log")),
+            "{doc}"
+        );
+        // The reload's own info line is the first one written at the new level.
+        nmpp_tests::eventually("an info line", secs(10), || {
+            let log = gw.stderr_log();
+            async move {
+                if log.contains("configuration reloaded") {
+                    Ok(())
+                } else {
+                    Err(log)
+                }
+            }
+        })
+        .await;
+    }
+    gw.kill().await;
+}

@@ -48,9 +48,12 @@ pub(crate) struct ReloadAttributes {
     auth_reloaded: bool,
     /// Sections that changed but take effect only after a restart.
     restart_needed: Vec<String>,
+    /// The log filter now in force, when `log.level` changed and was applied at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_level: Option<String>,
 }
 
-/// Re-reads the configuration file and applies `forces.*` and `auth` without a restart:
+/// Re-reads the configuration file and applies `forces.*`, `auth` and `log.level` without a restart:
 /// adapters are rebuilt, change detection restarts (a records system that changed kind hands
 /// its position over), API clients are replaced (added, removed, secrets rotated). An invalid configuration is refused with every problem named and the running one
 /// stays. Role `operator`.
@@ -78,12 +81,14 @@ pub(crate) async fn reload_config(
             detecting,
             auth_reloaded,
             restart_needed,
+            log_level,
         }) => {
             let detail = serde_json::json!({
                 "reload": id,
                 "recordsSwapped": records_swapped,
                 "authReloaded": auth_reloaded,
                 "restartNeeded": restart_needed,
+                "logLevel": log_level,
             });
             let doc = ReloadDocument {
                 data: ReloadResource {
@@ -95,6 +100,7 @@ pub(crate) async fn reload_config(
                         detecting,
                         auth_reloaded,
                         restart_needed,
+                        log_level,
                     },
                 },
             };
