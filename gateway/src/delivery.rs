@@ -186,17 +186,8 @@ impl Pipeline {
             idempotency_key: item.idempotency_key.clone(),
             correlation_id: item.correlation_id.clone(),
         };
-        let r = match tokio::time::timeout(timeout, national.push_event(&payload, &ctx)).await {
-            Ok(r) => r,
-            // Abandoned: the outcome is unknown; the retry carries the same event id.
-            Err(_) => Err(AdapterError::new(
-                ErrorClass::Timeout,
-                format!(
-                    "no answer within the attempt timeout of {} ms",
-                    timeout.as_millis()
-                ),
-            )),
-        };
+        // Abandoned on timeout: the outcome is unknown; the retry carries the same event id.
+        let r = within(timeout, national.push_event(&payload, &ctx)).await;
         (prepared, r)
     }
 
@@ -257,21 +248,30 @@ impl Pipeline {
             idempotency_key: item.idempotency_key.clone(),
             correlation_id: item.correlation_id.clone(),
         };
-        let r = match tokio::time::timeout(timeout, rt.records.create_crime_record(&payload, &ctx))
-            .await
-        {
-            Ok(r) => r,
-            // Abandoned: the outcome is unknown, so the retry carries the same idempotency key.
-            Err(_) => Err(AdapterError::new(
+        // Abandoned on timeout: the outcome is unknown, so the retry carries the same key.
+        let r = within(timeout, rt.records.create_crime_record(&payload, &ctx)).await;
+        (prepared, r)
+    }
+}
+
+/// Runs one attempt's call to a target, giving it at most `timeout`; a call that takes longer is
+/// abandoned with a retryable `timeout` error (its outcome is unknown, so the retry carries the
+/// same idempotency key).
+pub(crate) async fn within<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, AdapterError>>,
+) -> Result<T, AdapterError> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(AdapterError::new(
                 ErrorClass::Timeout,
                 format!(
                     "no answer within the attempt timeout of {} ms",
                     timeout.as_millis()
                 ),
-            )),
-        };
-        (prepared, r)
-    }
+            ))
+        })
 }
 
 /// Delay before attempt `next` (2 = the first retry): exponential from the initial delay, capped,

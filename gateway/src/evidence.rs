@@ -66,9 +66,14 @@ fn attachments(sdm: &Value) -> Result<Vec<Attachment<'_>>, String> {
         let a = r.get("attributes");
         let text = |k: &str| a.and_then(|a| a.get(k)).and_then(Value::as_str);
         let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
-        let content = text("attachmentContent").unwrap_or_default();
+        // MIME-style base64 may be wrapped over several lines.
+        let content: String = text("attachmentContent")
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
         let content = base64::engine::general_purpose::STANDARD
-            .decode(content.trim())
+            .decode(&content)
             .map_err(|e| {
                 format!("included[{i}] (attachment {id:?}).attributes.attachmentContent: not base64: {e}")
             })?;
@@ -199,25 +204,19 @@ pub async fn deliver(
         );
         return (prepared, Err(e));
     };
+    let unreadable = |e: &dyn std::fmt::Display| {
+        AdapterError::new(
+            ErrorClass::Internal,
+            format!("stored evidence unreadable: {e}"),
+        )
+    };
     let stored: Stored = match serde_json::from_slice(&item.payload) {
         Ok(s) => s,
-        Err(e) => {
-            let e = AdapterError::new(
-                ErrorClass::Internal,
-                format!("stored evidence unreadable: {e}"),
-            );
-            return (prepared, Err(e));
-        }
+        Err(e) => return (prepared, Err(unreadable(&e))),
     };
     let content = match base64::engine::general_purpose::STANDARD.decode(&stored.content_base64) {
         Ok(c) => c,
-        Err(e) => {
-            let e = AdapterError::new(
-                ErrorClass::Internal,
-                format!("stored evidence unreadable: {e}"),
-            );
-            return (prepared, Err(e));
-        }
+        Err(e) => return (prepared, Err(unreadable(&e))),
     };
     prepared.canonical = serde_json::to_vec(&stored.item).ok();
     if let Err(v) = mappings::model::validate_model("nmpp-evidence@1", &stored.item) {
@@ -251,22 +250,13 @@ pub async fn deliver(
         idempotency_key: item.idempotency_key.clone(),
         correlation_id: item.correlation_id.clone(),
     };
-    let r = match tokio::time::timeout(timeout, store.upload(&metadata, &file, &ctx)).await {
-        Ok(Ok(receipt)) => Ok(DeliveryReceipt {
+    let r = crate::delivery::within(timeout, store.upload(&metadata, &file, &ctx))
+        .await
+        .map(|receipt| DeliveryReceipt {
             target_ref: receipt.evidence_id,
             duplicate: receipt.duplicate,
             status: receipt.status,
-        }),
-        Ok(Err(e)) => Err(e),
-        // Abandoned: the outcome is unknown, so the retry carries the same idempotency key.
-        Err(_) => Err(AdapterError::new(
-            ErrorClass::Timeout,
-            format!(
-                "no answer within the attempt timeout of {} ms",
-                timeout.as_millis()
-            ),
-        )),
-    };
+        });
     (prepared, r)
 }
 
@@ -280,7 +270,7 @@ mod tests {
             {"type": "submission", "id": "s"},
             {"type": "attachment", "id": "a1", "attributes": {
                 "attachmentName": "photo.jpg", "attachmentMimeType": "image/jpeg",
-                "attachmentContent": "aGVsbG8="}},
+                "attachmentContent": "aGVs\nbG8="}},
             {"type": "attachment", "id": "a2", "attributes": {"attachmentContent": ""}}
         ]});
         let a = attachments(&sdm).unwrap();
