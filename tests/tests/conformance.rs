@@ -1585,6 +1585,46 @@ async fn postgres_on_a_closed_port_is_unavailable_quickly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stores_payloads_lz4_compressed_and_reads_them_back_whole() {
+    let b = postgres().await;
+    let j = b.journal.clone();
+    // A payload large enough to be compressed (over 2 KB) and compressible (JSON).
+    let mut x = exchange("kent", "big");
+    let body = format!(
+        "{{\"data\":[{}]}}",
+        (0..200)
+            .map(|i| format!("{{\"n\":{i},\"surname\":\"Crockett\"}}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    x.payload = body.clone().into_bytes();
+    let id = x.id;
+    accept(j.as_ref(), x).await;
+    let client = nmpp_tests::pg::connect(&b.url).await;
+    let lz4_built = client
+        .query_opt(
+            "SELECT 1 FROM pg_settings
+             WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .is_some();
+    let method: Option<String> = client
+        .query_one(
+            "SELECT pg_column_compression(payload) FROM exchanges WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let expected = if lz4_built { "lz4" } else { "pglz" };
+    assert_eq!(method.as_deref(), Some(expected));
+    let stored = j.payloads(id).await.unwrap().expect("stored");
+    assert_eq!(stored.original, body.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_going_away_refuses_then_recovers_by_itself() {
     let b = postgres().await;
     let j = b.journal.clone();
