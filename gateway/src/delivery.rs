@@ -24,7 +24,7 @@ use replay::{
 };
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use time::OffsetDateTime;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// A force's adapters.
@@ -300,6 +300,12 @@ fn verdict(result: &Result<adapters::DeliveryReceipt, AdapterError>) -> Verdict 
     }
 }
 
+/// Claimed work waiting in the dispatcher's buffer, and when it was claimed.
+struct Claimed {
+    item: WorkItem,
+    at: std::time::Instant,
+}
+
 /// Runs deliveries until `shutdown` is cancelled.
 pub struct Dispatcher {
     journal: Arc<dyn Journal>,
@@ -331,7 +337,19 @@ impl Dispatcher {
         BreakerSettings::from(&self.policy.policy(target_system))
     }
 
-    /// The loop: claim what is due, deliver it with bounded concurrency, repeat.
+    /// The loop: a claimer task keeps a small buffer of claimed work filled while this loop
+    /// hands it out to free delivery slots.
+    ///
+    /// Claims are journal writes (a lease) that take a group commit to come back; claiming the
+    /// next batch while the last one is being delivered keeps the slots busy instead of idle
+    /// through every commit. The buffer holds at most twice `workers` exchanges; one that waited
+    /// there for a quarter of its lease (every slot busy with a slow target) is put back rather
+    /// than delivered on a lease that could run out mid-attempt.
+    ///
+    /// A slot is the right to talk to a target: it is freed as soon as the target has answered.
+    /// Journalling the attempt (one more group commit) goes on without it, so the next delivery
+    /// does not wait for the previous one's fsync; the lease stays held until the attempt is
+    /// recorded, so nothing else can take the exchange meanwhile.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         if self.policy.paused {
             tracing::warn!("delivery is paused by configuration: exchanges are accepted and kept");
@@ -357,33 +375,130 @@ impl Dispatcher {
             }
         }
         let ordered_targets = self.policy.ordered_targets(systems);
-        let slots = Arc::new(Semaphore::new(self.policy.workers));
+        let workers = self.policy.workers.max(1);
+        let slots = Arc::new(Semaphore::new(workers));
+        // Attempts started and not yet journalled (delivering, or recording their outcome):
+        // bounds the journal writes queued behind a slow journal, and lets shutdown wait for
+        // every one of them.
+        let in_flight_max = workers * 4;
+        let in_flight = Arc::new(Semaphore::new(in_flight_max));
+        let (tx, mut rx) = mpsc::channel::<Claimed>(workers * 2);
+        let claimer =
+            tokio::spawn(
+                self.clone()
+                    .claim_loop(tx, workers, ordered_targets, shutdown.clone()),
+            );
+        let lease = Duration::from_millis(self.policy.lease_ms);
+        loop {
+            let running = tokio::select! {
+                p = in_flight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = shutdown.cancelled() => break,
+            };
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = shutdown.cancelled() => break,
+            };
+            let Claimed { item, at } = tokio::select! {
+                c = rx.recv() => match c { Some(c) => c, None => break },
+                () = shutdown.cancelled() => break,
+            };
+            if at.elapsed() >= lease / 4 {
+                // Waited too long for a slot: its lease may run out mid-attempt. Due again now,
+                // claimed afresh.
+                self.put_back(
+                    &item,
+                    OffsetDateTime::now_utc(),
+                    "buffered past a quarter of its lease",
+                )
+                .await;
+                continue;
+            }
+            let target = TargetKey::new(&item.force, &item.target_system);
+            let settings = self.breaker_settings(&item.target_system);
+            let now = std::time::Instant::now();
+            let admission = self
+                .pipeline
+                .breakers()
+                .with(&target, settings, |b| b.admit(now));
+            let probe = match admission {
+                Admission::Go { probe } => probe,
+                Admission::Wait { retry_at } => {
+                    // Claimed just before the breaker refused it: put it back, charging no
+                    // attempt.
+                    metrics::counter!(m::DEFERRED_TOTAL, "force" => item.force.clone(),
+                        "target" => item.target_system.clone())
+                    .increment(1);
+                    let until = OffsetDateTime::now_utc() + retry_at.saturating_duration_since(now);
+                    self.put_back(&item, until, "refused by a circuit breaker")
+                        .await;
+                    continue;
+                }
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.attempt(item, probe, permit).await;
+                drop(running);
+            });
+        }
+        // Claim nothing more; put back what was claimed and not started, so it is due again at
+        // once (another node, or this one restarted, delivers it without waiting for the lease).
+        let _ = claimer.await;
+        rx.close();
+        while let Some(Claimed { item, .. }) = rx.recv().await {
+            self.put_back(
+                &item,
+                OffsetDateTime::now_utc(),
+                "claimed but not started before shutdown",
+            )
+            .await;
+        }
+        // Let running deliveries finish and journal their attempts (their leases would expire
+        // anyway).
+        let _ = in_flight.acquire_many(in_flight_max as u32).await;
+        tracing::info!("dispatcher stopped");
+    }
+
+    /// Releases a claimed exchange not attempted now: due again at `until`, no attempt charged.
+    async fn put_back(&self, item: &WorkItem, until: OffsetDateTime, why: &'static str) {
+        if let Err(e) = self.journal.defer(item.id, &self.node, until).await {
+            // The lease expires and it is claimed again: nothing is lost.
+            metrics::counter!(m::JOURNAL_ERRORS, "op" => "defer").increment(1);
+            tracing::warn!(exchange_id = %item.id, error = %e, reason = why,
+                "could not put back claimed work");
+        }
+    }
+
+    /// Keeps the dispatcher's buffer filled: claims up to `batch` due exchanges whenever the
+    /// buffer has room for that many, until `shutdown`. Sleeps until new work is announced or
+    /// the poll interval passes whenever a claim comes back short (nothing more is due).
+    async fn claim_loop(
+        self: Arc<Self>,
+        tx: mpsc::Sender<Claimed>,
+        batch: usize,
+        ordered_targets: Vec<String>,
+        shutdown: CancellationToken,
+    ) {
         let lease = Duration::from_millis(self.policy.lease_ms);
         let poll = Duration::from_millis(self.policy.poll_ms);
         let mut stats_due = tokio::time::Instant::now();
         loop {
-            if shutdown.is_cancelled() {
-                break;
-            }
-            // Wait for at least one free slot before claiming, so claimed work starts at once
-            // and leases are not spent waiting.
-            let first = tokio::select! {
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            let room = tokio::select! {
+                r = tx.reserve_many(batch) => match r { Ok(r) => r, Err(_) => break },
                 () = shutdown.cancelled() => break,
             };
-            let free = slots.available_permits() + 1;
             let request = ClaimRequest {
                 skip_targets: self
                     .pipeline
                     .breakers()
                     .refusing_claims(std::time::Instant::now()),
                 ordered_targets: ordered_targets.clone(),
-                ..ClaimRequest::new(&self.node, OffsetDateTime::now_utc(), lease, free)
+                ..ClaimRequest::new(&self.node, OffsetDateTime::now_utc(), lease, batch)
             };
+            let at = std::time::Instant::now();
             let items = match self.journal.claim(request).await {
                 Ok(items) => items,
                 Err(e) => {
-                    drop(first);
+                    drop(room);
                     metrics::counter!(m::JOURNAL_ERRORS, "op" => "claim").increment(1);
                     tracing::warn!(error = %e, "could not claim work from the journal; retrying");
                     tokio::select! {
@@ -394,51 +509,10 @@ impl Dispatcher {
                 }
             };
             let n = items.len();
-            let mut first = Some(first);
-            for item in items {
-                let target = TargetKey::new(&item.force, &item.target_system);
-                let settings = self.breaker_settings(&item.target_system);
-                let now = std::time::Instant::now();
-                let admission = self
-                    .pipeline
-                    .breakers()
-                    .with(&target, settings, |b| b.admit(now));
-                let probe = match admission {
-                    Admission::Go { probe } => probe,
-                    Admission::Wait { retry_at } => {
-                        // Claimed just before the breaker refused it: put it back, charging no
-                        // attempt.
-                        metrics::counter!(m::DEFERRED_TOTAL, "force" => item.force.clone(),
-                            "target" => item.target_system.clone())
-                        .increment(1);
-                        let until =
-                            OffsetDateTime::now_utc() + retry_at.saturating_duration_since(now);
-                        if let Err(e) = self.journal.defer(item.id, &self.node, until).await {
-                            // The lease expires and it is claimed again: nothing is lost.
-                            metrics::counter!(m::JOURNAL_ERRORS, "op" => "defer").increment(1);
-                            tracing::warn!(exchange_id = %item.id, error = %e,
-                                "could not put back work refused by a circuit breaker");
-                        }
-                        continue;
-                    }
-                };
-                let permit = match first.take() {
-                    Some(p) => p,
-                    None => match slots.clone().try_acquire_owned() {
-                        Ok(p) => p,
-                        Err(_) => match slots.clone().acquire_owned().await {
-                            Ok(p) => p,
-                            Err(_) => break,
-                        },
-                    },
-                };
-                let me = self.clone();
-                tokio::spawn(async move {
-                    me.attempt(item, probe).await;
-                    drop(permit);
-                });
+            // `room` holds a place for each of up to `batch` items: none is ever dropped here.
+            for (place, item) in room.zip(items) {
+                place.send(Claimed { item, at });
             }
-            drop(first);
             if tokio::time::Instant::now() >= stats_due {
                 stats_due = tokio::time::Instant::now() + Duration::from_secs(5);
                 if let Ok(s) = self.journal.stats().await {
@@ -446,7 +520,7 @@ impl Dispatcher {
                     metrics::gauge!(m::PENDING).set(s.pending as f64);
                 }
             }
-            if n < free {
+            if n < batch {
                 // Nothing more is due now: sleep until new work arrives or the next poll.
                 tokio::select! {
                     () = self.work_ready.notified() => {},
@@ -455,13 +529,10 @@ impl Dispatcher {
                 }
             }
         }
-        // Let running deliveries finish (their leases would expire anyway).
-        let _ = slots.acquire_many(self.policy.workers as u32).await;
-        tracing::info!("dispatcher stopped");
     }
 
     #[tracing::instrument(skip_all, fields(exchange_id = %item.id, force = %item.force, attempt = item.attempts + 1))]
-    async fn attempt(&self, item: WorkItem, probe: bool) {
+    async fn attempt(&self, item: WorkItem, probe: bool, slot: OwnedSemaphorePermit) {
         let policy = self.policy.policy(&item.target_system);
         let started = OffsetDateTime::now_utc();
         let (prepared, result) = self
@@ -469,6 +540,9 @@ impl Dispatcher {
             .deliver(&item, Duration::from_millis(policy.attempt_timeout_ms))
             .await;
         let finished = OffsetDateTime::now_utc();
+        // The target has answered (or the attempt was abandoned): the slot is free for the next
+        // delivery while this outcome is journalled.
+        drop(slot);
         let key = TargetKey::new(&item.force, &item.target_system);
         let v = verdict(&result);
         self.pipeline

@@ -363,6 +363,27 @@ impl SqliteJournal {
         .await
     }
 
+    /// Runs `f` on the writer thread alone in its own transaction, between two batches (see
+    /// [`write::Solo`]): for writes of thousands of statements.
+    async fn exec_solo<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut write::Head) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.write(|reply| {
+            Op::Solo(Box::new(move |ready| match ready {
+                Ok((c, head)) => {
+                    let r = f(c, head);
+                    (r.is_ok(), write::finish(reply, r))
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    (false, Box::new(|_| {}))
+                }
+            }))
+        })
+        .await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -477,7 +498,7 @@ impl Journal for SqliteJournal {
         limit: usize,
         audit: AuditEvent,
     ) -> Result<ReplayStep> {
-        self.exec(move |c, h| ops::run_job(c, h, id, limit, &audit))
+        self.exec_solo(move |c, h| ops::run_job(c, h, id, limit, &audit))
             .await
     }
 
@@ -529,7 +550,7 @@ impl Journal for SqliteJournal {
                 loop {
                     let (p, e, a) = (policy.clone(), explicit.clone(), audit.clone());
                     let (n, attempts) = self
-                        .exec(move |c, h| ops::retention_chunk(c, h, &p, &e, purge, now, &a))
+                        .exec_solo(move |c, h| ops::retention_chunk(c, h, &p, &e, purge, now, &a))
                         .await?;
                     if n > 0 {
                         report.audit_records += 1;

@@ -49,6 +49,31 @@ pub(super) fn replay(
         return Err(ops::live_child(parent, &child, &st));
     }
     let child = Uuid::now_v7();
+    insert_child(
+        c,
+        &parent.to_string(),
+        &child.to_string(),
+        options,
+        job.map(|j| j.to_string()).as_deref(),
+    )?;
+    bump(c, &force, &kind, "pending", 1)?;
+    append_audit(
+        c,
+        head,
+        &ops::replay_event(audit, parent, child, &force, options, job),
+    )?;
+    Ok(child)
+}
+
+/// Inserts the child `child` of `parent`: a copy of the parent's row and payloads, pending and
+/// due now, linked to its parent (and family root) and carrying its idempotency key.
+fn insert_child(
+    c: &Connection,
+    parent: &str,
+    child: &str,
+    options: &ReplayOptions,
+    job: Option<&str>,
+) -> Result<()> {
     let now = OffsetDateTime::now_utc();
     let now_ms = millis(now);
     c.prepare_cached(
@@ -62,21 +87,15 @@ pub(super) fn replay(
          FROM exchanges WHERE id = ?1",
     )?
     .execute(params![
-        parent.to_string(),
-        child.to_string(),
+        parent,
+        child,
         now_ms,
         rfc3339(now),
         options.target,
         options.mapping_version,
-        job.map(|j| j.to_string()),
+        job,
     ])?;
-    bump(c, &force, &kind, "pending", 1)?;
-    append_audit(
-        c,
-        head,
-        &ops::replay_event(audit, parent, child, &force, options, job),
-    )?;
-    Ok(child)
+    Ok(())
 }
 
 /// Parks a pending exchange that no node is delivering.
@@ -224,43 +243,83 @@ pub(super) fn run_job(
         w.raw(&format!("(created_ms, seq) > (?{}, ?{n})", n - 1));
     }
     let q = format!(
-        "SELECT seq, id, created_ms, status FROM exchanges {} ORDER BY created_ms, seq LIMIT {}",
+        "SELECT seq, id, created_ms, status, force, kind FROM exchanges {} ORDER BY created_ms, seq
+         LIMIT {}",
         w.sql(),
         limit.max(1)
     );
-    let rows: Vec<(i64, String, i64, String)> = {
+    type Row = (i64, String, i64, String, String, String);
+    let rows: Vec<Row> = {
         let mut stmt = c.prepare_cached(&q)?;
         let it = stmt.query_map(
             params_from_iter(w.params.iter().map(super::read::bind)),
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
         )?;
         it.collect::<std::result::Result<_, _>>()?
     };
+    // Set-based, as on PostgreSQL: one query finds which parked parents already have a live
+    // replay; then per child only its job item, its row and its audit record are written. The
+    // rows were read in this transaction on the only writer, so their status is current.
+    let parked: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.3 == "parked")
+        .map(|r| r.1.as_str())
+        .collect();
+    let live: std::collections::HashSet<String> = if parked.is_empty() {
+        Default::default()
+    } else {
+        let ids =
+            serde_json::to_string(&parked).map_err(|e| JournalError::Invalid(e.to_string()))?;
+        let mut stmt = c.prepare_cached(
+            "SELECT DISTINCT parent_id FROM exchanges
+             WHERE parent_id IN (SELECT value FROM json_each(?1)) AND status != 'parked'",
+        )?;
+        let it = stmt.query_map(params![ids], |r| r.get::<_, String>(0))?;
+        it.collect::<std::result::Result<_, _>>()?
+    };
+    let job_id = id.to_string();
     let mut children = Vec::new();
     let mut skipped = 0u64;
-    for (_, parent, _, status) in &rows {
-        let parent = parse_uuid(parent)?;
-        let mut child = None;
-        if status == "parked" && live_child(c, parent)?.is_none() {
-            let claimed = c
-                .prepare_cached(
-                    "INSERT INTO replay_job_items (job_id, parent_id) VALUES (?1, ?2)
-                     ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![id.to_string(), parent.to_string()])?;
-            if claimed == 1 {
-                let ch = replay(c, head, parent, &job.options, audit.clone(), Some(id))?;
-                c.prepare_cached(
-                    "UPDATE replay_job_items SET child_id = ?3 WHERE job_id = ?1 AND parent_id = ?2",
-                )?
-                .execute(params![id.to_string(), parent.to_string(), ch.to_string()])?;
-                child = Some(ch);
-            }
+    let mut counts: std::collections::BTreeMap<(&str, &str), i64> = Default::default();
+    for (_, parent_s, _, status, force, kind) in &rows {
+        if status != "parked" || live.contains(parent_s) {
+            skipped += 1;
+            continue;
         }
-        match child {
-            Some(ch) => children.push((parent, ch)),
-            None => skipped += 1,
+        let parent = parse_uuid(parent_s)?;
+        let child = Uuid::now_v7();
+        let child_s = child.to_string();
+        // A parent is replayed once per job, however often the job is stopped and resumed.
+        let claimed = c
+            .prepare_cached(
+                "INSERT INTO replay_job_items (job_id, parent_id, child_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![job_id, parent_s, child_s])?;
+        if claimed != 1 {
+            skipped += 1;
+            continue;
         }
+        insert_child(c, parent_s, &child_s, &job.options, Some(&job_id))?;
+        *counts.entry((force.as_str(), kind.as_str())).or_default() += 1;
+        append_audit(
+            c,
+            head,
+            &ops::replay_event(audit.clone(), parent, child, force, &job.options, Some(id)),
+        )?;
+        children.push((parent, child));
+    }
+    for ((force, kind), n) in counts {
+        bump(c, force, kind, "pending", n)?;
     }
     let done = rows.len() < limit.max(1);
     let last = rows.last().map(|r| (r.2, r.0));

@@ -400,3 +400,42 @@ async fn journal_at(path: &std::path::Path) -> SqliteJournal {
     .await
     .expect("open journal")
 }
+
+/// The claim walks the due-time index and stops at its limit. With 20,000 exchanges pending
+/// (a bulk replay's children), a plan that scans every pending exchange and sorts them on each
+/// claim made claiming the bottleneck of delivery.
+#[tokio::test]
+async fn the_claim_walks_the_due_index_without_sorting_every_pending_exchange() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = journal_at(&path).await;
+    // Some pending work, so the plan is the one a live journal gets.
+    for i in 0..50 {
+        j.accept(exchange(&format!("plan-{i}")), event("incident.create"))
+            .await
+            .unwrap();
+    }
+    let c = Connection::open(&path).unwrap();
+    let plan: Vec<String> = c
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", write::CLAIM_SQL))
+        .unwrap()
+        .query_map(
+            rusqlite::params!["n1", 2_i64, 1_i64, 10_i64, "[]", "[]"],
+            |r| r.get::<_, String>(3),
+        )
+        .unwrap()
+        .collect::<std::result::Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().any(|l| l.contains("USING INDEX exchanges_due")),
+        "{plan:#?}"
+    );
+    assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{plan:#?}");
+    // And it still claims oldest due first.
+    let got = j
+        .claim_due("n1", OffsetDateTime::now_utc(), Duration::from_secs(60), 3)
+        .await
+        .unwrap();
+    let keys: Vec<&str> = got.iter().map(|w| w.idempotency_key.as_str()).collect();
+    assert_eq!(keys, ["plan-0", "plan-1", "plan-2"]);
+}
