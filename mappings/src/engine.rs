@@ -10,7 +10,9 @@
 //! keys more than once.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -244,10 +246,31 @@ fn skip_search(skip: &[String], key: &str) -> bool {
         .is_ok()
 }
 
-/// `a == b`, deciding most unequal keys by length and first byte before comparing the rest.
+/// `a == b` for the short keys documents are made of: unequal lengths decide at once, keys of
+/// 8-16 bytes are compared as two overlapping 8-byte words (many keys share a prefix, like
+/// `addr_town` and `addr_uprn`), shorter ones byte by byte, all without a call to `memcmp`.
 #[inline]
 pub(crate) fn same_key(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+    } else if n < 8 {
+        a.iter().zip(b).all(|(x, y)| x == y)
+    } else {
+        a == b
+    }
+}
+
+/// The 8 bytes of `b` from `at` (which the caller keeps in range) as one word.
+#[inline]
+fn word(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_ne_bytes(w)
 }
 
 fn key_of(v: &Value) -> Option<(&str, &str)> {
@@ -419,38 +442,93 @@ pub(crate) type Members<'a> = Vec<(Cow<'a, str>, Node<'a>)>;
 #[derive(Debug)]
 pub(crate) enum Node<'a> {
     /// A value as it is (any JSON value, containers included).
-    Leaf(Cow<'a, Value>),
+    Leaf(Leaf<'a>),
     /// An array the run appends to.
     Array(Vec<Node<'a>>),
     /// An object the run writes into.
     Object(Members<'a>),
 }
 
+/// A leaf of the target tree: a value borrowed from the source or the spec, or one a transform
+/// made (boxed, which keeps [`Node`] small: most leaves are borrowed, and tree nodes are moved
+/// and stored often).
+#[derive(Debug)]
+pub(crate) enum Leaf<'a> {
+    Borrowed(&'a Value),
+    Owned(Box<Value>),
+}
+
+impl<'a> Leaf<'a> {
+    fn into_cow(self) -> Cow<'a, Value> {
+        match self {
+            Leaf::Borrowed(v) => Cow::Borrowed(v),
+            Leaf::Owned(v) => Cow::Owned(*v),
+        }
+    }
+
+    fn into_owned(self) -> Value {
+        match self {
+            Leaf::Borrowed(v) => v.clone(),
+            Leaf::Owned(v) => *v,
+        }
+    }
+}
+
+impl std::ops::Deref for Leaf<'_> {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        match self {
+            Leaf::Borrowed(v) => v,
+            Leaf::Owned(v) => v,
+        }
+    }
+}
+
+impl<'a> From<Cow<'a, Value>> for Leaf<'a> {
+    fn from(v: Cow<'a, Value>) -> Self {
+        match v {
+            Cow::Borrowed(v) => Leaf::Borrowed(v),
+            Cow::Owned(v) => Leaf::Owned(Box::new(v)),
+        }
+    }
+}
+
+/// What an opened leaf leaves behind for a moment.
+static NULL: Value = Value::Null;
+
 impl<'a> Node<'a> {
+    /// A leaf borrowing `v`.
+    pub(crate) fn borrowed(v: &'a Value) -> Self {
+        Node::Leaf(Leaf::Borrowed(v))
+    }
+
+    /// A leaf owning `v`.
+    pub(crate) fn owned(v: Value) -> Self {
+        Node::Leaf(Leaf::Owned(Box::new(v)))
+    }
+
     /// A leaf object or array turned into a node that can be written into (its members or
     /// items become leaves); anything else unchanged.
     fn open(v: Cow<'a, Value>) -> Self {
         match v {
             Cow::Borrowed(Value::Object(map)) => Node::Object(
                 map.iter()
-                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Node::Leaf(Cow::Borrowed(v))))
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Node::borrowed(v)))
                     .collect(),
             ),
             Cow::Owned(Value::Object(map)) => Node::Object(
                 map.into_iter()
-                    .map(|(k, v)| (Cow::Owned(k), Node::Leaf(Cow::Owned(v))))
+                    .map(|(k, v)| (Cow::Owned(k), Node::owned(v)))
                     .collect(),
             ),
             Cow::Borrowed(Value::Array(items)) => {
-                Node::Array(items.iter().map(|v| Node::Leaf(Cow::Borrowed(v))).collect())
+                Node::Array(items.iter().map(Node::borrowed).collect())
             }
-            Cow::Owned(Value::Array(items)) => Node::Array(
-                items
-                    .into_iter()
-                    .map(|v| Node::Leaf(Cow::Owned(v)))
-                    .collect(),
-            ),
-            other => Node::Leaf(other),
+            Cow::Owned(Value::Array(items)) => {
+                Node::Array(items.into_iter().map(Node::owned).collect())
+            }
+            other => Node::Leaf(other.into()),
         }
     }
 
@@ -459,8 +537,8 @@ impl<'a> Node<'a> {
         if let Node::Leaf(v) = self
             && (v.is_object() || v.is_array())
         {
-            let v = std::mem::replace(v, Cow::Owned(Value::Null));
-            *self = Node::open(v);
+            let v = std::mem::replace(v, Leaf::Borrowed(&NULL));
+            *self = Node::open(v.into_cow());
         }
     }
 
@@ -486,7 +564,7 @@ impl<'a> Node<'a> {
     pub(crate) fn into_members(self) -> Result<Members<'a>, Self> {
         match self {
             Node::Object(members) => Ok(members),
-            Node::Leaf(v) if v.is_object() => match Node::open(v) {
+            Node::Leaf(v) if v.is_object() => match Node::open(v.into_cow()) {
                 Node::Object(members) => Ok(members),
                 other => Err(other),
             },
@@ -508,6 +586,13 @@ impl<'a> Node<'a> {
         match self {
             Node::Leaf(v) => v.into_owned(),
             Node::Array(items) => Value::Array(items.into_iter().map(Node::into_value).collect()),
+            Node::Object(members) if members.iter().all(|(k, _)| matches!(k, Cow::Borrowed(_))) => {
+                let mut map = SHAPES.with(|shapes| shapes.borrow_mut().map_for(&members));
+                for (slot, (_, v)) in map.values_mut().zip(members) {
+                    *slot = v.into_value();
+                }
+                Value::Object(map)
+            }
             Node::Object(members) => {
                 let mut map = Map::with_capacity(members.len());
                 for (k, v) in members {
@@ -518,6 +603,85 @@ impl<'a> Node<'a> {
         }
     }
 }
+
+thread_local! {
+    /// The object shapes this thread has built ([`Shapes`]).
+    static SHAPES: RefCell<Shapes> = RefCell::new(Shapes::default());
+}
+
+/// At most this many shapes are kept per thread (then they are forgotten and built again).
+const MAX_SHAPES: usize = 1024;
+
+/// Objects already built, by shape (their keys in order), with every value `null`.
+///
+/// Building a `serde_json::Map` hashes every key (SipHash, the map's own random keys); cloning
+/// one copies the keys with their hashes and hashes nothing. Specs write objects of a few
+/// shapes over and over (every party of every case has the same keys), so an object whose keys
+/// all borrow from the spec is made by cloning the first object of its shape and filling in
+/// the values, in order. Shapes are found by the keys' addresses and confirmed by comparing
+/// the keys themselves, so an address reused by other text can only miss, never mislead.
+#[derive(Default)]
+struct Shapes {
+    maps: HashMap<Box<[usize]>, Map<String, Value>, BuildHasherDefault<AddressHasher>>,
+    /// The addresses of the shape looked up (kept to not allocate per lookup).
+    scratch: Vec<usize>,
+}
+
+impl Shapes {
+    /// A map with the keys of `members`, in order, every value `null`.
+    fn map_for(&mut self, members: &Members<'_>) -> Map<String, Value> {
+        self.scratch.clear();
+        self.scratch
+            .extend(members.iter().map(|(k, _)| k.as_ptr() as usize));
+        if let Some(shape) = self.maps.get(self.scratch.as_slice())
+            && shape.len() == members.len()
+            && shape.keys().zip(members).all(|(a, (b, _))| a == b)
+        {
+            return shape.clone();
+        }
+        let mut map = Map::with_capacity(members.len());
+        for (k, _) in members {
+            map.insert((**k).to_owned(), Value::Null);
+        }
+        if self.maps.len() >= MAX_SHAPES {
+            self.maps.clear();
+        }
+        self.maps
+            .insert(self.scratch.as_slice().into(), map.clone());
+        map
+    }
+}
+
+/// FxHash-style hasher for [`Shapes`]' keys (addresses, which need no protection from
+/// chosen collisions: they are not chosen by whoever sends a document).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Room made for the members of an object a dotted target creates (`person.surname` creates
+/// `person`): enough for most, so that it seldom grows.
+const PARENT_WIDTH: usize = 8;
 
 /// The slot of `key` in `members`.
 fn slot<'m, 'a>(members: &'m mut Members<'a>, key: &str) -> Option<&'m mut Node<'a>> {
@@ -756,34 +920,35 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn walk(&self, v: &'a Value, steps: &[Step], out: &mut Few<&'a Value>) {
-        let Some((step, rest)) = steps.split_first() else {
-            if !values::is_absent(v) {
-                out.push(v);
-            }
-            return;
-        };
-        match step {
-            Step::Key(k) => {
-                if let Some(child) = member(v, k) {
-                    self.walk(child, rest, out);
+    fn walk(&self, mut v: &'a Value, mut steps: &[Step], out: &mut Few<&'a Value>) {
+        // Steps that lead to at most one value are followed in this loop; the others recurse.
+        let (step, rest) = loop {
+            let Some((step, rest)) = steps.split_first() else {
+                if !values::is_absent(v) {
+                    out.push(v);
                 }
-            }
-            Step::Index(i) => {
-                if let Some(child) = v.as_array().and_then(|a| a.get(*i)) {
-                    self.walk(child, rest, out);
-                }
-            }
-            Step::Token(t) => {
-                let child = match v {
+                return;
+            };
+            let child = match step {
+                Step::Key(k) => member(v, k),
+                Step::Index(i) => v.as_array().and_then(|a| a.get(*i)),
+                Step::Token(t) => match v {
                     Value::Object(_) => member(v, t),
                     Value::Array(items) => t.parse::<usize>().ok().and_then(|i| items.get(i)),
                     _ => None,
-                };
-                if let Some(child) = child {
-                    self.walk(child, rest, out);
+                },
+                _ => break (step, rest),
+            };
+            match child {
+                Some(child) => {
+                    v = child;
+                    steps = rest;
                 }
+                None => return,
             }
+        };
+        match step {
+            Step::Key(_) | Step::Index(_) | Step::Token(_) => {}
             Step::Each => match v {
                 Value::Array(items) => {
                     for child in items {
@@ -962,7 +1127,7 @@ impl<'a> Run<'a> {
                         if values::is_absent(v) || skip_search(skip, k) {
                             continue;
                         }
-                        let leaf = Node::Leaf(Cow::Borrowed(v));
+                        let leaf = Node::borrowed(v);
                         // A later object's member replaces an earlier one's in place.
                         match if many { slot(&mut members, k) } else { None } {
                             Some(existing) => *existing = leaf,
@@ -974,6 +1139,42 @@ impl<'a> Run<'a> {
                     return Ok(());
                 }
                 self.put(rule, target, Node::Object(members), out)
+            }
+            // A plain copy (no transform, no code list), the commonest rule: the values found
+            // go to the target as they are, with the same checks as below.
+            RuleKind::From(path) if rule.transforms.is_empty() && rule.codes.is_none() => {
+                let mut found = Few::default();
+                self.eval(path, frame, &mut found);
+                if found.is_empty() {
+                    if let Some(default) = &rule.default {
+                        return self.put(rule, target, Node::borrowed(default), out);
+                    }
+                    if rule.required {
+                        return Err(self.error(
+                            rule,
+                            None,
+                            None,
+                            format!("required value is missing (nothing at `{}`)", path.text),
+                        ));
+                    }
+                    return Ok(());
+                }
+                if !target.append && found.len() > 1 {
+                    return Err(self.error(
+                        rule,
+                        found.get(1).copied(),
+                        None,
+                        format!(
+                            "yields {} values but `{}` takes one (end `to` with `[]` to collect them)",
+                            found.len(),
+                            target.text
+                        ),
+                    ));
+                }
+                for v in found {
+                    self.put(rule, target, Node::borrowed(v), out)?;
+                }
+                Ok(())
             }
             _ => {
                 let mut produced = self.produce(rule, frame)?;
@@ -1010,7 +1211,7 @@ impl<'a> Run<'a> {
                     ));
                 }
                 for p in produced {
-                    self.put(rule, target, Node::Leaf(p.value), out)?;
+                    self.put(rule, target, Node::Leaf(p.value.into()), out)?;
                 }
                 Ok(())
             }
@@ -1160,7 +1361,10 @@ impl<'a> Run<'a> {
             let index = match members.iter().position(|(k, _)| same_key(k, key)) {
                 Some(i) => i,
                 None => {
-                    members.push((Cow::Borrowed(key.as_str()), Node::Object(Vec::new())));
+                    members.push((
+                        Cow::Borrowed(key.as_str()),
+                        Node::Object(Vec::with_capacity(PARENT_WIDTH)),
+                    ));
                     members.len() - 1
                 }
             };

@@ -421,7 +421,7 @@ impl Mappings {
         // The engine's tree is written as it is, without becoming a `Value`; output checked
         // against an NMPP schema goes through `map`, which checks a `Value`.
         let out = if model::is_nmpp_model(&spec.target_model) {
-            Node::Leaf(Cow::Owned(self.map(id, source)?))
+            Node::owned(self.map(id, source)?)
         } else {
             engine::run_tree(spec, source)?
         };
@@ -439,7 +439,7 @@ impl Mappings {
                 let tree = match (namespace, out.into_members()) {
                     (Some(ns), Ok(body)) => {
                         // `@xmlns` first; one in the body gives its value.
-                        let mut xmlns = Node::Leaf(Cow::Owned(Value::String(ns.clone())));
+                        let mut xmlns = Node::owned(Value::String(ns.clone()));
                         let mut members = Vec::with_capacity(body.len() + 1);
                         members.push((Cow::Borrowed("@xmlns"), Node::Array(Vec::new())));
                         for (k, v) in body {

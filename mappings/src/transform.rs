@@ -197,7 +197,13 @@ impl Transform {
                 other => Err(found("a string", other)),
             },
             Self::Format(pre, post) => match values::scalar_text(&v) {
-                Some(text) => Ok(Cow::Owned(Value::String(format!("{pre}{text}{post}")))),
+                Some(text) => {
+                    let mut out = String::with_capacity(pre.len() + text.len() + post.len());
+                    out.push_str(pre);
+                    out.push_str(&text);
+                    out.push_str(post);
+                    Ok(Cow::Owned(Value::String(out)))
+                }
                 None => Err(found("a string, number or boolean", &v)),
             },
             Self::PositionIn(path) => match run.position_in(path, frame, &v) {

@@ -106,7 +106,45 @@ pub(crate) fn is_time(s: &str) -> bool {
 
 /// An RFC 3339 date-time with offset.
 pub(crate) fn is_rfc3339(s: &str) -> bool {
-    time::OffsetDateTime::parse(s, &Rfc3339).is_ok()
+    plain_rfc3339(s.as_bytes()) || time::OffsetDateTime::parse(s, &Rfc3339).is_ok()
+}
+
+/// Whether `b` is an RFC 3339 date-time in its everyday shape, `YYYY-MM-DDTHH:MM:SS`, an
+/// optional fraction of 1-9 digits, then `Z` or `+HH:MM`/`-HH:MM`, with a real calendar date
+/// in the years 1000-8999 and every field in range: all of which the `time` crate accepts.
+/// `false` means "not this shape", not "invalid": [`is_rfc3339`] then asks `time`.
+fn plain_rfc3339(b: &[u8]) -> bool {
+    if b.len() < 20 || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return false;
+    }
+    let Ok(date) = std::str::from_utf8(&b[..10]) else {
+        return false;
+    };
+    if !matches!(b[0], b'1'..=b'8') || !is_date(date) {
+        return false;
+    }
+    let fields_ok = two_digits(&b[11..13]).is_some_and(|h| h < 24)
+        && two_digits(&b[14..16]).is_some_and(|m| m < 60)
+        && two_digits(&b[17..19]).is_some_and(|s| s < 60);
+    if !fields_ok {
+        return false;
+    }
+    let mut rest = &b[19..];
+    if let [b'.', digits @ ..] = rest {
+        let n = digits.iter().take_while(|d| d.is_ascii_digit()).count();
+        if n == 0 || n > 9 {
+            return false;
+        }
+        rest = &digits[n..];
+    }
+    match rest {
+        [b'Z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
+            two_digits(&[*h1, *h2]).is_some_and(|h| h < 24)
+                && two_digits(&[*m1, *m2]).is_some_and(|m| m < 60)
+        }
+        _ => false,
+    }
 }
 
 /// A hyphenated UUID (`8bf76cd6-ce3c-4862-bbf7-e8563b51cb2e`).
@@ -186,10 +224,28 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 pub(crate) fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
         Value::String(s) => Some(Cow::Borrowed(s)),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Number(n) => Some(Cow::Owned(match n.as_u64() {
+            Some(u) => decimal(u),
+            None => n.to_string(),
+        })),
         Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
     }
+}
+
+/// `n` in decimal, as JSON writes it (without the formatting machinery of `to_string`).
+fn decimal(mut n: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[start..].iter().map(|&d| char::from(d)).collect()
 }
 
 /// Whether a value counts as absent for mapping purposes: `null` or an empty string.
@@ -245,9 +301,67 @@ mod tests {
         assert!(!is_time("16:00:00."));
         assert!(is_rfc3339("2023-06-12T15:09:33.880+01:00"));
         assert!(!is_rfc3339("2023-06-12 15:09"));
+        assert!(is_rfc3339("2023-06-12T15:09:33Z"));
+        assert!(is_rfc3339("2023-06-12T15:09:33.123456789-05:30"));
+        assert!(!is_rfc3339("2023-02-29T15:09:33Z"));
+        assert!(!is_rfc3339("2023-06-12T24:09:33Z"));
+        assert!(!is_rfc3339("2023-06-12T15:09:33"));
+        assert!(!is_rfc3339("2023-06-12T15:09:33.Z"));
+        assert!(!is_rfc3339("2023-06-12T15:09:33+24:00"));
+        assert!(!is_rfc3339("2023-06-12T15:09:33Zx"));
         assert_eq!(to_date("2023-06-12T15:09:33Z"), Some("2023-06-12"));
         assert_eq!(to_time("16:00").as_deref(), Some("16:00:00"));
         assert_eq!(to_time("4pm"), None);
+    }
+
+    /// The shortcut of `is_rfc3339` answers exactly as the `time` crate does.
+    #[test]
+    fn rfc3339_shortcut_agrees_with_time() {
+        let mut checked = 0;
+        for date in [
+            "2023-06-12",
+            "2024-02-29",
+            "2023-02-29",
+            "1000-01-01",
+            "0999-12-31",
+            "9999-12-31",
+            "2023-13-01",
+            "2023-00-10",
+        ] {
+            for sep in ["T", "t", " "] {
+                for time_of_day in [
+                    "00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60", "1:00:00", "12:00",
+                ] {
+                    for frac in ["", ".", ".1", ".123456789", ".1234567891", ".x"] {
+                        for zone in [
+                            "Z", "z", "+00:00", "-05:30", "+23:59", "+24:00", "-00:60", "+0100",
+                            "", "Z ",
+                        ] {
+                            let s = format!("{date}{sep}{time_of_day}{frac}{zone}");
+                            let by_time = time::OffsetDateTime::parse(&s, &Rfc3339).is_ok();
+                            assert_eq!(is_rfc3339(&s), by_time, "{s}");
+                            assert!(!plain_rfc3339(s.as_bytes()) || by_time, "{s}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 8 * 3 * 7 * 6 * 10);
+    }
+
+    #[test]
+    fn numbers_as_text_as_json_writes_them() {
+        for n in [
+            json!(0),
+            json!(7),
+            json!(10),
+            json!(u64::MAX),
+            json!(-12),
+            json!(2.5),
+        ] {
+            assert_eq!(scalar_text(&n).as_deref(), Some(n.to_string().as_str()));
+        }
     }
 
     #[test]
