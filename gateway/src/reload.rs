@@ -18,6 +18,7 @@ use crate::{
     metrics as m,
 };
 use adapters::RecordSystemConfig;
+use futures::future::OptionFuture;
 use replay::Journal;
 use serde::Serialize;
 use std::{
@@ -129,6 +130,23 @@ pub async fn build_forces(
     }
 }
 
+/// The adapter `r` built for `forces.{key}.{what}`, if configured; a failure is recorded as a
+/// problem naming the key.
+fn built_adapter<A>(
+    key: &str,
+    what: &str,
+    r: Option<Result<A, adapters::AdapterError>>,
+    problems: &mut Vec<String>,
+) -> Option<A> {
+    match r? {
+        Ok(a) => Some(a),
+        Err(e) => {
+            problems.push(format!("forces.{key}.{what}: {e}"));
+            None
+        }
+    }
+}
+
 async fn build_force(
     config: &Config,
     key: &str,
@@ -145,41 +163,24 @@ async fn build_force(
         None => None,
     };
     let mappings = own.as_ref().unwrap_or(mappings);
-    let records = f
-        .records
-        .build(mappings.clone())
-        .map_err(|e| problems.push(format!("forces.{key}.records: {e}")))
-        .ok();
-    let national = match &f.national {
-        Some(n) => match n.build(mappings.clone()).await {
-            Ok(a) => Some(a),
-            Err(e) => {
-                problems.push(format!("forces.{key}.national: {e}"));
-                None
-            }
-        },
-        None => None,
-    };
-    let command_control = match &f.command_control {
-        Some(c) => match c.build(mappings.clone()).await {
-            Ok(a) => Some(a),
-            Err(e) => {
-                problems.push(format!("forces.{key}.command_control: {e}"));
-                None
-            }
-        },
-        None => None,
-    };
-    let evidence = match &f.evidence {
-        Some(c) => match c.build(mappings.clone()).await {
-            Ok(a) => Some(a),
-            Err(e) => {
-                problems.push(format!("forces.{key}.evidence: {e}"));
-                None
-            }
-        },
-        None => None,
-    };
+    // Each adapter the force configures, built; a failure is a problem naming its key.
+    let records = built_adapter(
+        key,
+        "records",
+        Some(f.records.build(mappings.clone())),
+        &mut problems,
+    );
+    let national = OptionFuture::from(f.national.as_ref().map(|c| c.build(mappings.clone()))).await;
+    let national = built_adapter(key, "national", national, &mut problems);
+    let command_control = OptionFuture::from(
+        f.command_control
+            .as_ref()
+            .map(|c| c.build(mappings.clone())),
+    )
+    .await;
+    let command_control = built_adapter(key, "command_control", command_control, &mut problems);
+    let evidence = OptionFuture::from(f.evidence.as_ref().map(|c| c.build(mappings.clone()))).await;
+    let evidence = built_adapter(key, "evidence", evidence, &mut problems);
     match records {
         Some(records) if problems.is_empty() => Ok(ForceRuntime {
             records,

@@ -119,42 +119,23 @@ pub(crate) async fn ready(State(st): State<AppState>) -> impl IntoResponse {
     // Every adapter of every force: the records system, the national platform (iHub), the
     // command-and-control system and the evidence store where configured, each probed with its
     // own health call.
+    macro_rules! probe {
+        ($adapter:expr) => {{
+            let a = $adapter;
+            (
+                a.name(),
+                Box::pin(async move { a.health().await }) as HealthCall,
+            )
+        }};
+    }
     let mut checks = Vec::new();
     for (force, rt) in st.pipeline.forces() {
-        let records = rt.records.clone();
-        checks.push(adapter_health(
-            breakers,
-            force.clone(),
-            records.name(),
-            Box::pin(async move { records.health().await }),
-            limit,
-        ));
-        if let Some(national) = rt.national.clone() {
-            checks.push(adapter_health(
-                breakers,
-                force.clone(),
-                national.name(),
-                Box::pin(async move { national.health().await }),
-                limit,
-            ));
-        }
-        if let Some(cc) = rt.command_control.clone() {
-            checks.push(adapter_health(
-                breakers,
-                force.clone(),
-                cc.name(),
-                Box::pin(async move { cc.health().await }),
-                limit,
-            ));
-        }
-        if let Some(store) = rt.evidence.clone() {
-            checks.push(adapter_health(
-                breakers,
-                force.clone(),
-                store.name(),
-                Box::pin(async move { store.health().await }),
-                limit,
-            ));
+        let mut probes = vec![probe!(rt.records.clone())];
+        probes.extend(rt.national.clone().map(|a| probe!(a)));
+        probes.extend(rt.command_control.clone().map(|a| probe!(a)));
+        probes.extend(rt.evidence.clone().map(|a| probe!(a)));
+        for (system, call) in probes {
+            checks.push(adapter_health(breakers, force.clone(), system, call, limit));
         }
     }
     let adapters = futures::future::join_all(checks).await;
