@@ -145,7 +145,10 @@ impl ReplayRunner {
                         let rate = rate.max(1);
                         let n = (rate as usize).min(batch);
                         let burst = NonZeroU32::new(n as u32).unwrap_or(NonZeroU32::MIN);
-                        // A job's rate never changes, so its limiter lives as long as the job runs.
+                        // The journal holds the job to its rate across every node (a step takes
+                        // only what the job's shared pace clock allows); this limiter spaces this
+                        // node's attempts so that it does not ask more often than that. A job's
+                        // rate never changes, so its limiter lives as long as the job runs.
                         let lim = limiters.entry(job.id).or_insert_with(|| {
                             RateLimiter::direct(
                                 Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))

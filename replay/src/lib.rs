@@ -172,8 +172,11 @@ pub trait Journal: Send + Sync + 'static {
     /// Continues a running job: replays the next at most `limit` parked exchanges in job order,
     /// advances its persisted cursor and counts, and writes one audit record per child (from
     /// `audit`, with the parent as object), all in one transaction. A job never creates two
-    /// children for the same parent, however often it is stopped and resumed. Refused with
-    /// [`JournalError::Conflict`] unless the job is running.
+    /// children for the same parent, however often it is stopped and resumed. A job with a
+    /// rate (`ReplayOptions::rate_per_sec`) takes only what its pace clock, kept in the job row,
+    /// allows at this moment — possibly nothing (an empty step that changes nothing) — so the
+    /// rate holds however many nodes step the job. Refused with [`JournalError::Conflict`]
+    /// unless the job is running.
     async fn run_replay_job(&self, id: Uuid, limit: usize, audit: AuditEvent)
     -> Result<ReplayStep>;
 

@@ -195,3 +195,111 @@ pub(crate) fn explicit_kinds(policies: &[RetentionPolicy], force: &str) -> Vec<S
         .filter_map(|p| p.kind.clone())
         .collect()
 }
+
+/// Unix milliseconds of `t` (how both backends store times as numbers).
+pub(crate) fn millis(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The pace of a rate-limited bulk replay job, shared by every node that works it: how far a
+/// step may go now, and where the job's pace clock stands after it.
+///
+/// The clock (`paced_ms`, kept in the job row that every step locks) is the time up to which the
+/// job's allowance has been spent. A step at `now_ms` may create `rate × (now − clock)` children,
+/// with the clock first brought to no earlier than one second ago (so an idle or resumed job
+/// starts with a burst of at most one second's worth, never a backlog); it then moves the clock
+/// on by `children / rate` seconds. However many nodes step the job, and however often, the
+/// children created in any stretch of time stay within `rate` per second of it plus that burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pace {
+    /// Exchanges per second (`ReplayOptions::rate_per_sec`).
+    rate: u32,
+    /// The clock, brought forward to at most one second behind `now`.
+    clock_ms: i64,
+    /// How many children the step may create.
+    pub(crate) allowed: usize,
+}
+
+impl Pace {
+    /// The pace of a step at `now_ms` of a job with `rate` per second whose clock stands at
+    /// `paced_ms`; `None` when the job has no rate limit.
+    pub(crate) fn at(rate: Option<u32>, paced_ms: Option<i64>, now_ms: i64) -> Option<Pace> {
+        let rate = rate?.max(1);
+        let clock_ms = paced_ms.unwrap_or(i64::MIN).max(now_ms - 1000);
+        let allowed = (i128::from(rate) * i128::from((now_ms - clock_ms).max(0)) / 1000) as usize;
+        Some(Pace {
+            rate,
+            clock_ms,
+            allowed,
+        })
+    }
+
+    /// The clock after a step that created `children` (at most [`Pace::allowed`]): moved on by
+    /// their share of a second, rounded up, so that the rate is never exceeded.
+    pub(crate) fn after(&self, children: usize) -> i64 {
+        let spent = (children as u64 * 1000).div_ceil(u64::from(self.rate)) as i64;
+        self.clock_ms + spent
+    }
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::Pace;
+
+    #[test]
+    fn a_job_without_a_rate_is_not_paced() {
+        assert_eq!(Pace::at(None, Some(0), 5_000), None);
+    }
+
+    #[test]
+    fn a_fresh_or_idle_job_starts_with_one_second_of_allowance_and_no_more() {
+        let fresh = Pace::at(Some(50), None, 1_000_000).unwrap();
+        assert_eq!(fresh.allowed, 50);
+        let idle = Pace::at(Some(50), Some(3_000), 1_000_000).unwrap();
+        assert_eq!(
+            idle.allowed, 50,
+            "an hour-old clock gives one second's worth"
+        );
+    }
+
+    #[test]
+    fn the_allowance_grows_with_time_and_is_spent_by_children() {
+        // 20/s: 50 ms per child.
+        let p = Pace::at(Some(20), Some(10_000), 10_000).unwrap();
+        assert_eq!(p.allowed, 0, "nothing is due at the clock itself");
+        let p = Pace::at(Some(20), Some(10_000), 10_149).unwrap();
+        assert_eq!(p.allowed, 2, "149 ms at 50 ms a child");
+        assert_eq!(p.after(2), 10_100, "two children spend 100 ms");
+        let next = Pace::at(Some(20), Some(p.after(2)), 10_149).unwrap();
+        assert_eq!(
+            next.allowed, 0,
+            "a second node at the same moment gets nothing more"
+        );
+        assert_eq!(
+            p.after(0),
+            10_000,
+            "a step that made nothing spends nothing"
+        );
+    }
+
+    #[test]
+    fn the_clock_never_lets_more_than_the_rate_through_over_many_steps() {
+        // Steps every 7 ms from two "nodes" for 10 s at 33/s: at most 33 × 10 + 33 (the burst).
+        let (rate, mut clock, mut made) = (33, None, 0usize);
+        let start = 1_000_000i64;
+        let mut now = start;
+        while now < start + 10_000 {
+            for _node in 0..2 {
+                let p = Pace::at(Some(rate), clock, now).unwrap();
+                made += p.allowed;
+                clock = Some(p.after(p.allowed));
+            }
+            now += 7;
+        }
+        assert!(made <= 33 * 10 + 33, "{made} children in 10 s at 33/s");
+        assert!(
+            made >= 33 * 10 - 33,
+            "{made} children in 10 s at 33/s: the pace starved the job"
+        );
+    }
+}

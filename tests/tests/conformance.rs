@@ -769,6 +769,88 @@ async fn search_filters_each_key_pages_and_counts(b: Backend) {
     assert_eq!(seen.first().unwrap().1, child, "newest first");
 }
 
+/// A job's rate holds across every handle (node) that steps it: two handles stepping as fast
+/// as they can, asking for far more than the rate each time, together create no more children
+/// than the rate allows (one second's burst, then the rate), and the job still completes with
+/// one child per parent.
+async fn a_job_rate_holds_across_nodes(b: Backend) {
+    const RATE: u32 = 20;
+    const N: usize = 60;
+    let j = b.journal.clone();
+    let mut parents = BTreeSet::new();
+    for i in 0..N {
+        parents.insert(parked(j.as_ref(), "kent", &format!("paced{i}")).await);
+    }
+    let mut filter = ExchangeFilter::default();
+    filter.set("status", "parked").unwrap();
+    let job = j
+        .create_replay_job(
+            NewReplayJob {
+                filter,
+                options: ReplayOptions {
+                    rate_per_sec: Some(RATE),
+                    ..Default::default()
+                },
+                created_by: "tester".into(),
+            },
+            event("exchange.replay_job.create"),
+        )
+        .await
+        .unwrap();
+    let other = b.open_another().await;
+    let nodes = [j.clone(), other];
+    let mut children = Vec::new();
+    // (when the step was asked, when it answered, children so far)
+    let mut steps: Vec<(std::time::Instant, std::time::Instant, usize)> = Vec::new();
+    let start = std::time::Instant::now();
+    let mut state = ReplayJobState::Running;
+    while state == ReplayJobState::Running && start.elapsed() < Duration::from_secs(30) {
+        for node in &nodes {
+            let asked = std::time::Instant::now();
+            match node
+                .run_replay_job(job.id, 1000, event("exchange.replay"))
+                .await
+            {
+                Ok(step) => {
+                    children.extend(step.children.iter().copied());
+                    state = step.job.state;
+                }
+                // Completed by the other node since.
+                Err(JournalError::Conflict(_)) => state = ReplayJobState::Completed,
+                Err(e) => panic!("{}: {e}", b.name),
+            }
+            steps.push((asked, std::time::Instant::now(), children.len()));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(state, ReplayJobState::Completed, "{}", b.name);
+    assert_eq!(children.len(), N, "{}: one child per parent", b.name);
+    let replayed: BTreeSet<Uuid> = children.iter().map(|c| c.0).collect();
+    assert_eq!(replayed, parents, "{}", b.name);
+    // At no step had more been created than one second's burst plus the rate times the time
+    // since the first step was asked (a step's own clock reading falls inside its call).
+    let first = steps[0].0;
+    for (_, answered, made) in &steps {
+        let allowed = RATE as f64 * (1.0 + answered.duration_since(first).as_secs_f64());
+        assert!(
+            *made as f64 <= allowed + 1.0,
+            "{}: {made} children {:?} after the first step, at {RATE}/s",
+            b.name,
+            answered.duration_since(first)
+        );
+    }
+    // And the pace did not starve it: 60 at 20/s with a 20 burst takes about 2 s.
+    let took = steps
+        .last()
+        .map(|s| s.1.duration_since(first))
+        .unwrap_or_default();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "{}: {N} children at {RATE}/s in {took:?}: faster than the rate",
+        b.name
+    );
+}
+
 async fn bulk_replay_jobs_resume_and_never_duplicate(b: Backend) {
     let j = b.journal.as_ref();
     let mut parents = Vec::new();
@@ -1470,6 +1552,7 @@ macro_rules! conformance {
                 park_and_unpark_are_audited_and_guarded,
                 search_filters_each_key_pages_and_counts,
                 bulk_replay_jobs_resume_and_never_duplicate,
+                a_job_rate_holds_across_nodes,
                 retention_deletes_what_is_old_and_keeps_what_is_held,
                 whole_partitions_are_dropped_when_everything_in_them_expired,
                 stats_count_by_force_kind_and_status,

@@ -68,7 +68,8 @@ pub(crate) struct ReplayJobRequest {
     /// Only count and sample what would be replayed; create nothing.
     #[serde(default)]
     dry_run: bool,
-    /// At most this many replays created per second (default: as fast as the journal goes).
+    /// At most this many replays created per second, counted across every node that works the
+    /// job (default: as fast as the journal goes).
     #[serde(default)]
     rate_per_sec: Option<u32>,
     /// Replay only the deliveries to this target system (e.g. `athena`).

@@ -67,6 +67,11 @@ const MIGRATIONS: &[crate::sql::Migration] = &[
         "audit_retention",
         include_str!("../../migrations/postgres/0024_audit_retention.sql"),
     ),
+    (
+        30,
+        "replay_pace",
+        include_str!("../../migrations/postgres/0030_replay_pace.sql"),
+    ),
 ];
 
 /// Most operations one writer transaction takes, by default.

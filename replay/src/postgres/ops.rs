@@ -263,12 +263,28 @@ pub(super) async fn run_job(
     }
     let cur = tx
         .query_one(
-            "SELECT cursor_at, cursor_seq FROM replay_jobs WHERE id = $1",
+            "SELECT cursor_at, cursor_seq, paced_ms FROM replay_jobs WHERE id = $1",
             &[&id],
         )
         .await
         .map_err(pg)?;
     let (cur_at, cur_seq): (Option<OffsetDateTime>, Option<i64>) = (cur.get(0), cur.get(1));
+    // A rate-limited job takes what its pace allows now, whichever node steps it (the row lock
+    // above makes the nodes take turns with the clock).
+    let now = OffsetDateTime::now_utc();
+    let pace = ops::Pace::at(job.options.rate_per_sec, cur.get(2), ops::millis(now));
+    let limit = match pace {
+        Some(p) if p.allowed == 0 => {
+            let step = ReplayStep {
+                children: Vec::new(),
+                skipped: 0,
+                job,
+            };
+            return Ok((step, Vec::new()));
+        }
+        Some(p) => limit.min(p.allowed),
+        None => limit,
+    };
     let d = sql::Dialect::Postgres;
     let mut w = sql::filter(d, &job.filter, "");
     w.push(d, "created_at <= {}", sql::Param::Time(job.until));
@@ -349,7 +365,8 @@ pub(super) async fn run_job(
     tx.execute(
         "UPDATE replay_jobs SET replayed = replayed + $2, skipped = skipped + $3,
              cursor_at = coalesce($4, cursor_at), cursor_seq = coalesce($5, cursor_seq),
-             state = CASE WHEN $6 THEN 'completed' ELSE state END, updated_at = $7
+             state = CASE WHEN $6 THEN 'completed' ELSE state END, updated_at = $7,
+             paced_ms = coalesce($8, paced_ms)
          WHERE id = $1",
         &[
             &id,
@@ -359,6 +376,7 @@ pub(super) async fn run_job(
             &last.map(|l| l.1),
             &done,
             &OffsetDateTime::now_utc(),
+            &pace.map(|p| p.after(made.len())),
         ],
     )
     .await

@@ -8,7 +8,7 @@
 //! partitions only ever see ids far in the past. Dropping a month is a `DROP TABLE`.
 
 use super::pg;
-use crate::{JournalError, Result};
+use crate::{JournalError, Result, ops::millis};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -34,10 +34,6 @@ fn next_month(start: OffsetDateTime) -> OffsetDateTime {
     };
     let d = Date::from_calendar_date(y, m, 1).unwrap_or(start.date());
     PrimitiveDateTime::new(d, Time::MIDNIGHT).assume_utc()
-}
-
-fn millis(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// One monthly partition.

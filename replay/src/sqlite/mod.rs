@@ -66,6 +66,11 @@ const MIGRATIONS: &[crate::sql::Migration] = &[
         "audit_retention",
         include_str!("../../migrations/sqlite/0024_audit_retention.sql"),
     ),
+    (
+        30,
+        "replay_pace",
+        include_str!("../../migrations/sqlite/0030_replay_pace.sql"),
+    ),
 ];
 
 /// How many queued operations one transaction takes at most, by default.

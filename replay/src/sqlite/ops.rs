@@ -228,11 +228,28 @@ pub(super) fn run_job(
             job.state.as_str()
         )));
     }
-    let (cursor_ms, cursor_seq): (Option<i64>, Option<i64>) = c.query_row(
-        "SELECT cursor_ms, cursor_seq FROM replay_jobs WHERE id = ?1",
+    let (cursor_ms, cursor_seq, paced_ms): (Option<i64>, Option<i64>, Option<i64>) = c.query_row(
+        "SELECT cursor_ms, cursor_seq, paced_ms FROM replay_jobs WHERE id = ?1",
         params![id.to_string()],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
+    // A rate-limited job takes what its pace allows now (one writer: steps take turns).
+    let pace = ops::Pace::at(
+        job.options.rate_per_sec,
+        paced_ms,
+        millis(OffsetDateTime::now_utc()),
+    );
+    let limit = match pace {
+        Some(p) if p.allowed == 0 => {
+            return Ok(ReplayStep {
+                children: Vec::new(),
+                skipped: 0,
+                job,
+            });
+        }
+        Some(p) => limit.min(p.allowed),
+        None => limit,
+    };
     let d = sql::Dialect::Sqlite;
     let mut w = sql::filter(d, &job.filter, "");
     w.push(d, "created_ms <= {}", sql::Param::Int(millis(job.until)));
@@ -326,7 +343,8 @@ pub(super) fn run_job(
     c.prepare_cached(
         "UPDATE replay_jobs SET replayed = replayed + ?2, skipped = skipped + ?3,
              cursor_ms = coalesce(?4, cursor_ms), cursor_seq = coalesce(?5, cursor_seq),
-             state = CASE WHEN ?6 THEN 'completed' ELSE state END, updated_at = ?7
+             state = CASE WHEN ?6 THEN 'completed' ELSE state END, updated_at = ?7,
+             paced_ms = coalesce(?8, paced_ms)
          WHERE id = ?1",
     )?
     .execute(params![
@@ -337,6 +355,7 @@ pub(super) fn run_job(
         last.map(|l| l.1),
         done,
         rfc3339(OffsetDateTime::now_utc()),
+        pace.map(|p| p.after(children.len())),
     ])?;
     let job = read::replay_job(c, id)?.ok_or_else(|| JournalError::NotFound(id.to_string()))?;
     Ok(ReplayStep {

@@ -51,9 +51,7 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-pub(crate) fn millis(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
+pub(crate) use crate::ops::millis;
 
 /// The head of the audit chain: last sequence and hash, and the ledger's Merkle frontier.
 #[derive(Clone)]
