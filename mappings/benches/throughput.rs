@@ -182,4 +182,26 @@ fn main() {
             black_box(m.nmpp_to_athena_xml(&nmpp).is_ok());
         }),
     );
+    let rows_doc: Value = serde_json::from_str(&rows).unwrap_or_default();
+    let case = m
+        .map(mappings::WAREHOUSE_TO_NMPP_CASE, &rows_doc)
+        .unwrap_or_default();
+    println!(
+        "  parts: parse rows {:.1} µs, serialise rows {:.1} µs, map rows (schema check included) {:.1} µs (NMPP case schema check {:.1} µs), serialise case {:.1} µs",
+        t(&mut || {
+            black_box(serde_json::from_str::<Value>(black_box(&rows)).is_ok());
+        }),
+        t(&mut || {
+            black_box(serde_json::to_string(&rows_doc).is_ok());
+        }),
+        t(&mut || {
+            black_box(m.map(mappings::WAREHOUSE_TO_NMPP_CASE, &rows_doc).is_ok());
+        }),
+        t(&mut || {
+            black_box(mappings::model::validate_model("nmpp-case@1", &case).is_ok());
+        }),
+        t(&mut || {
+            black_box(serde_json::to_string(&case).is_ok());
+        }),
+    );
 }
