@@ -65,7 +65,9 @@ type ForceMap = BTreeMap<String, Arc<ForceRuntime>>;
 /// when it started.
 pub struct Pipeline {
     forces: std::sync::RwLock<Arc<ForceMap>>,
-    mappings: Arc<mappings::Mappings>,
+    /// The shared mappings (built-in specs with the `[mappings] current` pins); replaced with
+    /// the forces on a reload.
+    mappings: std::sync::RwLock<Arc<mappings::Mappings>>,
     breakers: Breakers,
 }
 
@@ -81,7 +83,7 @@ impl Pipeline {
         let forces = forces.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         Self {
             forces: std::sync::RwLock::new(Arc::new(forces)),
-            mappings,
+            mappings: std::sync::RwLock::new(mappings),
             breakers: Breakers::default(),
         }
     }
@@ -93,9 +95,13 @@ impl Pipeline {
             .clone()
     }
 
-    /// Replaces every force runtime at once (configuration reload).
-    pub fn swap(&self, forces: BTreeMap<String, ForceRuntime>) {
+    /// Replaces every force runtime and the shared mappings at once (configuration reload).
+    pub fn swap(&self, forces: BTreeMap<String, ForceRuntime>, mappings: Arc<mappings::Mappings>) {
         let forces: ForceMap = forces.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        *self
+            .mappings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = mappings;
         *self
             .forces
             .write()
@@ -108,8 +114,11 @@ impl Pipeline {
     }
 
     /// The mappings the pipeline uses for forces without their own.
-    pub fn mappings(&self) -> &Arc<mappings::Mappings> {
-        &self.mappings
+    pub fn mappings(&self) -> Arc<mappings::Mappings> {
+        self.mappings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The mappings `force`'s exchanges go through: its own (`forces.X.mappings`) or the shared
@@ -117,7 +126,7 @@ impl Pipeline {
     pub fn mappings_of(&self, force: &str) -> Arc<mappings::Mappings> {
         self.force(force)
             .and_then(|rt| rt.mappings.clone())
-            .unwrap_or_else(|| self.mappings.clone())
+            .unwrap_or_else(|| self.mappings())
     }
 
     /// The circuit breaker of every target.
@@ -222,7 +231,7 @@ impl Pipeline {
                 return (prepared, Err(e));
             }
         };
-        let mappings = rt.mappings.as_ref().unwrap_or(&self.mappings);
+        let mappings = rt.mappings.clone().unwrap_or_else(|| self.mappings());
         let nmpp = match mappings.sdm_to_nmpp(&sdm) {
             Ok(v) => v,
             Err(e) => {

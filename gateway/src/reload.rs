@@ -4,10 +4,12 @@
 //! configuration is refused with every problem named, and the running one stays.
 //!
 //! What a reload applies: everything under `forces.*` (records system — including the
-//! `athena_dw` → `athena` swap —, national platform, command and control, change detection) and
-//! `auth` (API clients: add, remove, rotate a secret). Other sections (`http`, `journal`,
-//! `delivery`, `log`, `mappings`) are read and checked but need a restart; the answer names
-//! those that differ. A force added by a reload gets change detection, deliveries and iHub
+//! `athena_dw` → `athena` swap —, national platform, command and control, evidence store,
+//! change detection, a force's own mappings), `auth` (API clients: add, remove, rotate a
+//! secret), `mappings` (the spec versions pinned as current: fresh deliveries use them at once;
+//! exchanges already delivered keep the version their attempt recorded) and `log.level`. Other
+//! sections (`http`, `journal`, `delivery`, `log.format`) are read and checked but need a
+//! restart; the answer names those that differ. A force added by a reload gets change detection, deliveries and iHub
 //! submissions (routed by its `ihub_force_id`) at once; a force removed by a reload gets no new
 //! submissions (422 unknown force), and what it had journalled stays.
 
@@ -65,6 +67,8 @@ pub struct ReloadReport {
     pub restart_needed: Vec<String>,
     /// The log filter now in force, when `log.level` changed and was applied.
     pub log_level: Option<String>,
+    /// Whether the mapping versions pinned under `[mappings] current` changed and now apply.
+    pub mappings_reloaded: bool,
 }
 
 struct Running {
@@ -315,6 +319,8 @@ impl Reloader {
                 "recordsSwapped": r.records_swapped,
                 "authReloaded": r.auth_reloaded,
                 "restartNeeded": r.restart_needed,
+                "logLevel": r.log_level,
+                "mappingsReloaded": r.mappings_reloaded,
             }),
             Err(e) => serde_json::json!({ "signal": "SIGHUP", "error": e.to_string() }),
         };
@@ -342,7 +348,15 @@ impl Reloader {
     async fn apply(&self, source: ConfigSource) -> Result<ReloadReport, ReloadError> {
         let mut config = source().map_err(|ConfigError::Invalid(m)| ReloadError::Invalid(m))?;
         resolve_sims(&mut config, self.sim_athena.as_deref()).map_err(ReloadError::Invalid)?;
-        let forces = build_forces(&config, self.pipeline.mappings())
+        // The shared mappings are built again with the new pins (the built-in specs are
+        // checked once more, which costs a few milliseconds), before anything is swapped.
+        let shared = Arc::new(
+            config
+                .mappings
+                .load()
+                .map_err(|e| ReloadError::Invalid(vec![e]))?,
+        );
+        let forces = build_forces(&config, &shared)
             .await
             .map_err(ReloadError::Invalid)?;
 
@@ -369,12 +383,12 @@ impl Reloader {
             ("journal", differs(&old.journal, &config.journal)),
             ("delivery", differs(&old.delivery, &config.delivery)),
             ("log", differs(&old.log.format, &config.log.format)),
-            ("mappings", differs(&old.mappings, &config.mappings)),
         ] {
             if changed {
                 report.restart_needed.push(name.to_owned());
             }
         }
+        report.mappings_reloaded = differs(&old.mappings, &config.mappings);
         // Stop detection on the old runtimes before the new ones start, so one force is never
         // polled by two detectors of this node at once.
         // Built before anything is swapped, so a bad `auth` section changes nothing.
@@ -406,7 +420,7 @@ impl Reloader {
             self.credentials.replace(credentials);
             report.auth_reloaded = true;
         }
-        self.pipeline.swap(forces);
+        self.pipeline.swap(forces, shared);
         running.config = config;
         self.start_detectors(&mut running);
         Ok(report)

@@ -378,3 +378,79 @@ fn gw_config_with_pin(version: &str) -> gateway::config::Config {
         .insert("nmpp-to-athena".into(), version.into());
     c
 }
+
+/// A new `[mappings] current` pin applies on a configuration reload, without a restart: fresh
+/// deliveries use the newly pinned version at once; a pin of a version that is not loaded is
+/// refused naming the key, and the running pin stays.
+#[tokio::test]
+async fn a_new_pin_applies_on_reload() {
+    let sim = fixtures::athena::AthenaSim::start(Default::default())
+        .await
+        .expect("athena");
+    let mut gw = nmpp_tests::ProcessGateway::new(&sim.base_url());
+    gw.start().await;
+    let api = gw.api();
+    let postcode_of = |exchange: &Value| {
+        let key = exchange["idempotencyKey"].as_str().unwrap_or_default();
+        sim.record_by_key(key)
+            .and_then(|r| r.location)
+            .and_then(|l| l.postcode)
+    };
+    let reload = |api: nmpp_tests::Api| async move {
+        let res = api.post("/v1/config/reload").send().await.expect("reload");
+        let code = res.status().as_u16();
+        (code, res.json::<Value>().await.expect("json"))
+    };
+
+    let before = api.submit_ok(&lower_case_postcode_report()).await;
+    let b = api
+        .wait_for_status(&before.exchange_id, "delivered", secs(30))
+        .await;
+    assert_eq!(b["mappingVersion"], V1, "{b:#}");
+    assert_eq!(postcode_of(&b).as_deref(), Some(TYPED));
+
+    let mut cfg = gw.config.clone();
+    cfg.mappings
+        .current
+        .insert("nmpp-to-athena".into(), "2.0.0".into());
+    nmpp_tests::write_config(&cfg, gw.config_path());
+    let (code, doc) = reload(api.clone()).await;
+    assert_eq!(code, 200, "{doc}");
+    let applied = &doc["data"]["attributes"];
+    assert_eq!(applied["mappingsReloaded"], true, "{doc}");
+    assert!(
+        !applied["restartNeeded"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s == "mappings")),
+        "{doc}"
+    );
+    let after = api.submit_ok(&lower_case_postcode_report()).await;
+    let a = api
+        .wait_for_status(&after.exchange_id, "delivered", secs(30))
+        .await;
+    assert_eq!(a["mappingVersion"], V2, "{a:#}");
+    assert_eq!(postcode_of(&a).as_deref(), Some(FIXED));
+    // What was delivered before keeps the version its attempt recorded.
+    assert_eq!(
+        api.exchange(&before.exchange_id).await["mappingVersion"],
+        V1
+    );
+
+    // A pin of a version that is not loaded: refused, naming the key; 2.0.0 stays.
+    cfg.mappings
+        .current
+        .insert("nmpp-to-athena".into(), "9.9.9".into());
+    nmpp_tests::write_config(&cfg, gw.config_path());
+    let (code, doc) = reload(api.clone()).await;
+    assert_eq!(code, 422, "{doc}");
+    assert!(
+        doc.to_string().contains("mappings.current.nmpp-to-athena"),
+        "{doc}"
+    );
+    let still = api.submit_ok(&lower_case_postcode_report()).await;
+    let s = api
+        .wait_for_status(&still.exchange_id, "delivered", secs(30))
+        .await;
+    assert_eq!(s["mappingVersion"], V2, "{s:#}");
+    assert_eq!(postcode_of(&s).as_deref(), Some(FIXED));
+}

@@ -51,9 +51,12 @@ pub(crate) struct ReloadAttributes {
     /// The log filter now in force, when `log.level` changed and was applied at once.
     #[serde(skip_serializing_if = "Option::is_none")]
     log_level: Option<String>,
+    /// Whether the mapping versions pinned under `[mappings] current` changed and now apply to
+    /// fresh deliveries.
+    mappings_reloaded: bool,
 }
 
-/// Re-reads the configuration file and applies `forces.*`, `auth` and `log.level` without a restart:
+/// Re-reads the configuration file and applies `forces.*`, `auth`, `mappings` and `log.level` without a restart:
 /// adapters are rebuilt, change detection restarts (a records system that changed kind hands
 /// its position over), API clients are replaced (added, removed, secrets rotated). An invalid configuration is refused with every problem named and the running one
 /// stays. Role `operator`.
@@ -82,6 +85,7 @@ pub(crate) async fn reload_config(
             auth_reloaded,
             restart_needed,
             log_level,
+            mappings_reloaded,
         }) => {
             let detail = serde_json::json!({
                 "reload": id,
@@ -89,6 +93,7 @@ pub(crate) async fn reload_config(
                 "authReloaded": auth_reloaded,
                 "restartNeeded": restart_needed,
                 "logLevel": log_level,
+                "mappingsReloaded": mappings_reloaded,
             });
             let doc = ReloadDocument {
                 data: ReloadResource {
@@ -101,6 +106,7 @@ pub(crate) async fn reload_config(
                         auth_reloaded,
                         restart_needed,
                         log_level,
+                        mappings_reloaded,
                     },
                 },
             };

@@ -202,7 +202,7 @@ pub(crate) async fn create_replay_job(
     // A filter on one force checks versions against that force's own specs too.
     let mappings = match &filter.force {
         Some(force) => st.pipeline.mappings_of(force),
-        None => st.pipeline.mappings().clone(),
+        None => st.pipeline.mappings(),
     };
     let mapping_version =
         match &req.mapping_version {
