@@ -243,13 +243,18 @@ impl Breakers {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers `target` (closed) so it shows in health and metrics before any traffic.
+    /// Registers `target` (closed) so it shows in health and metrics before any traffic. A
+    /// target already registered keeps its state (an open breaker stays open when the
+    /// dispatcher restarts on a reload) and takes the new settings.
     pub fn register(&self, target: TargetKey, settings: BreakerSettings) {
+        let mut map = self.lock();
+        if let Some(b) = map.get_mut(&target) {
+            b.settings = settings;
+            return;
+        }
         metrics::gauge!(m::BREAKER_STATE, "force" => target.force.clone(), "target" => target.target_system.clone())
             .set(BreakerState::Closed.gauge());
-        self.lock()
-            .entry(target)
-            .or_insert_with(|| Breaker::new(settings));
+        map.insert(target, Breaker::new(settings));
     }
 
     /// Runs `f` on `target`'s breaker (created with `settings` if new) and reports any change.
@@ -479,5 +484,31 @@ mod tests {
         assert_eq!(reg.state("norfolk", "athena"), BreakerState::Closed);
         assert!(reg.refusing_claims(t + Duration::from_secs(10)).is_empty());
         assert_eq!(reg.state("kent", "athena"), BreakerState::HalfOpen);
+    }
+
+    #[test]
+    fn registering_again_keeps_the_state_and_takes_the_new_settings() {
+        // What a dispatcher restarted by a reload does: an open breaker stays open.
+        let t = Instant::now();
+        let reg = Breakers::default();
+        let kent = TargetKey::new("kent", "athena");
+        reg.register(kent.clone(), settings());
+        for _ in 0..3 {
+            reg.with(&kent, settings(), |b| {
+                ((), b.report(Verdict::Failed, false, t))
+            });
+        }
+        assert_eq!(reg.state("kent", "athena"), BreakerState::Open);
+        let longer = BreakerSettings {
+            failures: 1,
+            open: Duration::from_secs(60),
+            probes: 2,
+        };
+        reg.register(kent.clone(), longer);
+        assert_eq!(reg.state("kent", "athena"), BreakerState::Open);
+        let kept = reg.with(&kent, settings(), |b| (b.settings, None));
+        assert_eq!(kept.failures, 1);
+        assert_eq!(kept.open, Duration::from_secs(60));
+        assert_eq!(kept.probes, 2);
     }
 }

@@ -7,15 +7,16 @@
 //! `athena_dw` → `athena` swap —, national platform, command and control, evidence store,
 //! change detection, a force's own mappings), `auth` (API clients: add, remove, rotate a
 //! secret), `mappings` (the spec versions pinned as current: fresh deliveries use them at once;
-//! exchanges already delivered keep the version their attempt recorded) and `log.level`. Other
-//! sections (`http`, `journal`, `delivery`, `log.format`) are read and checked but need a
-//! restart; the answer names those that differ. A force added by a reload gets change detection, deliveries and iHub
+//! exchanges already delivered keep the version their attempt recorded), `delivery` (the
+//! dispatcher is restarted with the new policy — pause and unpause included — once the old one
+//! has finished what it started) and `log.level`. Other sections (`http`, `journal`,
+//! `log.format`) are read and checked but need a restart; the answer names those that differ. A force added by a reload gets change detection, deliveries and iHub
 //! submissions (routed by its `ihub_force_id`) at once; a force removed by a reload gets no new
 //! submissions (422 unknown force), and what it had journalled stays.
 
 use crate::{
     config::{Config, ConfigError, ForceConfig, SIM_ATHENA},
-    delivery::{ForceRuntime, Pipeline},
+    delivery::{Dispatcher, ForceRuntime, Pipeline},
     detect::Detector,
     metrics as m,
 };
@@ -69,11 +70,16 @@ pub struct ReloadReport {
     pub log_level: Option<String>,
     /// Whether the mapping versions pinned under `[mappings] current` changed and now apply.
     pub mappings_reloaded: bool,
+    /// Whether `delivery` changed and now applies: the dispatcher was restarted with it
+    /// (`paused`, workers, retries, timeouts, breakers, ordering), open breakers staying open.
+    pub delivery_reloaded: bool,
 }
 
 struct Running {
     shutdown: Option<CancellationToken>,
     detectors: Vec<(CancellationToken, JoinHandle<()>)>,
+    /// The dispatcher delivering with `config.delivery`, and how to stop it.
+    dispatcher: Option<(CancellationToken, JoinHandle<()>)>,
     config: Config,
 }
 
@@ -220,6 +226,7 @@ impl Reloader {
             running: tokio::sync::Mutex::new(Running {
                 shutdown: None,
                 detectors: Vec::new(),
+                dispatcher: None,
                 config,
             }),
         }
@@ -238,7 +245,33 @@ impl Reloader {
     pub async fn start(&self, shutdown: CancellationToken) {
         let mut running = self.running.lock().await;
         running.shutdown = Some(shutdown);
+        self.start_dispatcher(&mut running, None);
         self.start_detectors(&mut running);
+    }
+
+    /// Starts a dispatcher with `running.config.delivery`; when `after` is given (the previous
+    /// dispatcher, already told to stop), it starts delivering once that one has put back what
+    /// it had claimed and journalled its attempts in flight, so two never run at once.
+    fn start_dispatcher(&self, running: &mut Running, after: Option<JoinHandle<()>>) {
+        let Some(shutdown) = running.shutdown.clone() else {
+            return;
+        };
+        let dispatcher = Arc::new(Dispatcher::new(
+            self.journal.clone(),
+            self.pipeline.clone(),
+            running.config.delivery.clone(),
+            self.node.clone(),
+            self.work_ready.clone(),
+        ));
+        let token = shutdown.child_token();
+        let stop = token.clone();
+        let task = tokio::spawn(async move {
+            if let Some(previous) = after {
+                let _ = previous.await;
+            }
+            dispatcher.run(stop).await;
+        });
+        running.dispatcher = Some((token, task));
     }
 
     fn start_detectors(&self, running: &mut Running) {
@@ -272,6 +305,10 @@ impl Reloader {
     pub async fn stop(&self) {
         let mut running = self.running.lock().await;
         Self::stop_detectors(&mut running).await;
+        if let Some((token, task)) = running.dispatcher.take() {
+            token.cancel();
+            let _ = task.await;
+        }
     }
 
     async fn stop_detectors(running: &mut Running) {
@@ -321,6 +358,7 @@ impl Reloader {
                 "restartNeeded": r.restart_needed,
                 "logLevel": r.log_level,
                 "mappingsReloaded": r.mappings_reloaded,
+                "deliveryReloaded": r.delivery_reloaded,
             }),
             Err(e) => serde_json::json!({ "signal": "SIGHUP", "error": e.to_string() }),
         };
@@ -381,7 +419,6 @@ impl Reloader {
         for (name, changed) in [
             ("http", differs(&old.http, &config.http)),
             ("journal", differs(&old.journal, &config.journal)),
-            ("delivery", differs(&old.delivery, &config.delivery)),
             ("log", differs(&old.log.format, &config.log.format)),
         ] {
             if changed {
@@ -389,6 +426,7 @@ impl Reloader {
             }
         }
         report.mappings_reloaded = differs(&old.mappings, &config.mappings);
+        report.delivery_reloaded = differs(&old.delivery, &config.delivery);
         // Stop detection on the old runtimes before the new ones start, so one force is never
         // polled by two detectors of this node at once.
         // Built before anything is swapped, so a bad `auth` section changes nothing.
@@ -422,6 +460,14 @@ impl Reloader {
         }
         self.pipeline.swap(forces, shared);
         running.config = config;
+        if report.delivery_reloaded
+            && let Some((token, previous)) = running.dispatcher.take()
+        {
+            // The running dispatcher claims nothing more and finishes what it started; the new
+            // one, with the new policy, takes over when it has.
+            token.cancel();
+            self.start_dispatcher(&mut running, Some(previous));
+        }
         self.start_detectors(&mut running);
         Ok(report)
     }

@@ -4,7 +4,7 @@ use crate::{
     app::{AppState, Inner},
     auth::Credentials,
     config::{Config, Role},
-    delivery::{Dispatcher, Pipeline},
+    delivery::Pipeline,
     reload::Reloader,
 };
 use anyhow::Context;
@@ -26,7 +26,6 @@ pub struct DemoClient {
 pub struct Gateway {
     /// Shared state (router input).
     pub state: AppState,
-    dispatcher: Arc<Dispatcher>,
     replay_runner: Arc<crate::jobs::ReplayRunner>,
     /// The in-process Athena simulator, when configured.
     pub athena_sim: Option<AthenaSim>,
@@ -103,13 +102,6 @@ impl Gateway {
             config.replay.clone(),
             node.clone(),
         ));
-        let dispatcher = Arc::new(Dispatcher::new(
-            journal.clone(),
-            pipeline.clone(),
-            config.delivery.clone(),
-            node.clone(),
-            work_ready.clone(),
-        ));
         let reloader = Arc::new(Reloader::new(
             config.clone(),
             journal.clone(),
@@ -138,7 +130,6 @@ impl Gateway {
         }));
         Ok(Self {
             state,
-            dispatcher,
             replay_runner,
             athena_sim,
             reloader,
@@ -164,13 +155,13 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let Gateway {
         state,
-        dispatcher,
         replay_runner,
         athena_sim,
         reloader,
         sinks,
     } = gateway;
-    let dispatch = tokio::spawn(dispatcher.run(shutdown.clone()));
+    // The reloader runs the dispatcher (it starts another when `delivery` changes) and the
+    // change detectors.
     reloader.start(shutdown.clone()).await;
     let checkpointer = tokio::spawn(state.ledger.clone().run_checkpointer(shutdown.clone()));
     let sink_tasks = crate::ledger::run_sinks(sinks, &state.journal, &shutdown);
@@ -210,7 +201,6 @@ pub async fn run(
     .await?;
     shutdown.cancel();
     reloader.stop().await;
-    let _ = dispatch.await;
     let _ = checkpointer.await;
     for t in sink_tasks {
         let _ = t.await;

@@ -666,3 +666,67 @@ async fn the_log_level_changes_on_reload_without_a_restart() {
     }
     gw.kill().await;
 }
+
+/// `delivery` applies on reload without a restart: a gateway started paused (a records-system
+/// maintenance window) accepts and keeps; unpausing by reload delivers what waited; pausing
+/// again by reload stops deliveries of what arrives next, while what was delivered stays so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_and_unpausing_delivery_applies_on_reload() {
+    let sim = fixtures::athena::AthenaSim::start(Default::default())
+        .await
+        .expect("athena");
+    let mut gw = nmpp_tests::ProcessGateway::with_config(&sim.base_url(), |c| {
+        c.delivery.paused = true;
+    });
+    gw.start().await;
+    let api = gw.api();
+    let reload = |api: Api| async move {
+        let res = api.post("/v1/config/reload").send().await.expect("reload");
+        let code = res.status().as_u16();
+        (code, res.json::<Value>().await.expect("json"))
+    };
+    let waited = api.submit_ok(&sdm::online_crime_report()).await;
+    // Paused: nothing reaches Athena (a poll interval is 50 ms in tests; give it many).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(sim.stats().requests, 0);
+    assert_eq!(api.exchange(&waited.exchange_id).await["status"], "pending");
+
+    let mut cfg = gw.config.clone();
+    cfg.delivery.paused = false;
+    nmpp_tests::write_config(&cfg, gw.config_path());
+    let (code, doc) = reload(api.clone()).await;
+    assert_eq!(code, 200, "{doc}");
+    let applied = &doc["data"]["attributes"];
+    assert_eq!(applied["deliveryReloaded"], true, "{doc}");
+    assert!(
+        !applied["restartNeeded"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s == "delivery")),
+        "{doc}"
+    );
+    api.wait_for_status(&waited.exchange_id, "delivered", secs(30))
+        .await;
+    assert_eq!(sim.stats().created, 1);
+
+    cfg.delivery.paused = true;
+    nmpp_tests::write_config(&cfg, gw.config_path());
+    let (code, doc) = reload(api.clone()).await;
+    assert_eq!(code, 200, "{doc}");
+    assert_eq!(doc["data"]["attributes"]["deliveryReloaded"], true, "{doc}");
+    let later = api.submit_ok(&sdm::online_crime_report()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(api.exchange(&later.exchange_id).await["status"], "pending");
+    assert_eq!(sim.stats().created, 1);
+    assert_eq!(
+        api.exchange(&waited.exchange_id).await["status"],
+        "delivered"
+    );
+
+    // A reload that leaves `delivery` as it is does not restart the dispatcher.
+    let (code, doc) = reload(api.clone()).await;
+    assert_eq!(code, 200, "{doc}");
+    assert_eq!(
+        doc["data"]["attributes"]["deliveryReloaded"], false,
+        "{doc}"
+    );
+}

@@ -54,9 +54,12 @@ pub(crate) struct ReloadAttributes {
     /// Whether the mapping versions pinned under `[mappings] current` changed and now apply to
     /// fresh deliveries.
     mappings_reloaded: bool,
+    /// Whether `delivery` changed and now applies (the dispatcher restarted with it once the
+    /// previous one had finished the attempts it started).
+    delivery_reloaded: bool,
 }
 
-/// Re-reads the configuration file and applies `forces.*`, `auth`, `mappings` and `log.level` without a restart:
+/// Re-reads the configuration file and applies `forces.*`, `auth`, `mappings`, `delivery` and `log.level` without a restart:
 /// adapters are rebuilt, change detection restarts (a records system that changed kind hands
 /// its position over), API clients are replaced (added, removed, secrets rotated). An invalid configuration is refused with every problem named and the running one
 /// stays. Role `operator`.
@@ -86,6 +89,7 @@ pub(crate) async fn reload_config(
             restart_needed,
             log_level,
             mappings_reloaded,
+            delivery_reloaded,
         }) => {
             let detail = serde_json::json!({
                 "reload": id,
@@ -94,6 +98,7 @@ pub(crate) async fn reload_config(
                 "restartNeeded": restart_needed,
                 "logLevel": log_level,
                 "mappingsReloaded": mappings_reloaded,
+                "deliveryReloaded": delivery_reloaded,
             });
             let doc = ReloadDocument {
                 data: ReloadResource {
@@ -107,6 +112,7 @@ pub(crate) async fn reload_config(
                         restart_needed,
                         log_level,
                         mappings_reloaded,
+                        delivery_reloaded,
                     },
                 },
             };
