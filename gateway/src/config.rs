@@ -21,6 +21,10 @@ use std::{
 /// Athena `base_url` meaning "the simulator running in this process".
 pub const SIM_ATHENA: &str = "sim://athena";
 
+/// A DAMS `base_url` (and `token_url`) standing for the in-process DAMS simulator
+/// (`simulators.dams`); its client id and secret are the simulator's own.
+pub const SIM_DAMS: &str = "sim://dams";
+
 /// Prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "NMPP_GATEWAY__";
 
@@ -460,6 +464,9 @@ pub struct ForceConfig {
 pub struct SimulatorsConfig {
     /// Start the Athena simulator on this address (port 0 picks a free port).
     pub athena: Option<SocketAddr>,
+    /// Start the DAMS simulator on this address (port 0 picks a free port); its client secret
+    /// is made afresh at each start.
+    pub dams: Option<SocketAddr>,
 }
 
 /// Logging settings.
@@ -1039,11 +1046,13 @@ fn every_type_error(fig: &Figment, first: figment::Error) -> ConfigError {
 }
 
 impl Config {
-    /// The embedded default: one demo force on the in-process Athena simulator. The demo client
-    /// is added by the caller, which knows its secret.
+    /// The embedded default: one demo force on the in-process Athena simulator, with the
+    /// in-process DAMS simulator as its evidence store. The demo client is added by the caller,
+    /// which knows its secret.
     pub fn embedded() -> Self {
         let mut c = Config::default();
         c.simulators.athena = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        c.simulators.dams = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         c.forces.insert(
             "demo".into(),
             ForceConfig {
@@ -1055,7 +1064,9 @@ impl Config {
                 .expect("the embedded Athena config is valid"),
                 national: None,
                 command_control: None,
-                evidence: None,
+                evidence: Some(adapters::EvidenceStoreConfig::Dams(
+                    adapters::dams::DamsConfig::new(SIM_DAMS, SIM_DAMS, "sim", "sim"),
+                )),
                 change_detection: None,
                 mappings: None,
             },

@@ -16,7 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "nmpp-gateway", version, about)]
 struct Cli {
     /// Configuration file (TOML). Without one, the embedded default is used: SQLite journal
-    /// under ./data, an in-process Athena simulator for one demo force, 127.0.0.1:8080.
+    /// under ./data, in-process Athena and DAMS simulators for one demo force, 127.0.0.1:8080.
     #[arg(long, short, global = true, env = "NMPP_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -645,6 +645,9 @@ async fn shutdown_signal() {
 }
 
 const EXAMPLE: &str = include_str!("../../fixtures/data/sdm/online-crime-report.json");
+/// The same report with a photo attached (another submission id).
+const EXAMPLE_WITH_PHOTO: &str =
+    include_str!("../../fixtures/data/sdm/online-crime-report-with-photo.json");
 
 fn print_banner(
     gw: &Gateway,
@@ -675,6 +678,18 @@ fn print_banner(
             f.ihub_force_id,
             if sim { " (in-process simulator)" } else { "" }
         )?;
+        if let Some(adapters::EvidenceStoreConfig::Dams(d)) = &f.evidence {
+            let sim = gw
+                .dams_sim
+                .as_ref()
+                .is_some_and(|s| s.base_url() == d.base_url);
+            writeln!(
+                o,
+                "              evidence → dams at {}{}",
+                d.base_url,
+                if sim { " (in-process simulator)" } else { "" }
+            )?;
+        }
     }
     writeln!(
         o,
@@ -687,6 +702,9 @@ fn print_banner(
         std::fs::create_dir_all("data").ok();
         let example = std::path::Path::new("data/example-incident.json");
         std::fs::write(example, EXAMPLE).context("writing data/example-incident.json")?;
+        let with_photo = std::path::Path::new("data/example-incident-with-photo.json");
+        std::fs::write(with_photo, EXAMPLE_WITH_PHOTO)
+            .context("writing data/example-incident-with-photo.json")?;
         writeln!(o, "  demo key    {}", d.key)?;
         writeln!(o, "  demo secret {}", d.secret)?;
         writeln!(o)?;
@@ -701,6 +719,12 @@ fn print_banner(
             d.key,
             d.secret,
             example.display()
+        )?;
+        writeln!(
+            o,
+            "With a photo attached (uploaded to the DAMS once Athena has the crime record): \
+             the same line with @{}",
+            with_photo.display()
         )?;
         writeln!(o, "Then: nmpp-gateway exchanges list   (in this directory)")?;
     }

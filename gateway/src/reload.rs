@@ -15,12 +15,12 @@
 //! submissions (422 unknown force), and what it had journalled stays.
 
 use crate::{
-    config::{Config, ConfigError, ForceConfig, SIM_ATHENA},
+    config::{Config, ConfigError, ForceConfig, SIM_ATHENA, SIM_DAMS},
     delivery::{Dispatcher, ForceRuntime, Pipeline},
     detect::Detector,
     metrics as m,
 };
-use adapters::RecordSystemConfig;
+use adapters::{EvidenceStoreConfig, RecordSystemConfig};
 use futures::future::OptionFuture;
 use replay::Journal;
 use serde::Serialize;
@@ -90,23 +90,48 @@ pub struct Reloader {
     pipeline: Arc<Pipeline>,
     work_ready: Arc<Notify>,
     node: String,
-    sim_athena: Option<String>,
+    sims: Sims,
     source: Mutex<Option<ConfigSource>>,
     running: tokio::sync::Mutex<Running>,
 }
 
-/// Replaces `sim://athena` with the in-process simulator's URL.
-pub fn resolve_sims(config: &mut Config, sim_athena: Option<&str>) -> Result<(), Vec<String>> {
+/// Where the in-process simulators listen, for [`resolve_sims`].
+#[derive(Debug, Clone, Default)]
+pub struct Sims {
+    /// The Athena simulator's base URL.
+    pub athena: Option<String>,
+    /// The DAMS simulator: base URL, token URL, client id, client secret.
+    pub dams: Option<(String, String, String, String)>,
+}
+
+/// Replaces `sim://athena` and `sim://dams` with the in-process simulators' URLs (and, for the
+/// DAMS, its client credentials).
+pub fn resolve_sims(config: &mut Config, sims: &Sims) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     for (key, force) in &mut config.forces {
         if let RecordSystemConfig::Athena(a) = &mut force.records
             && a.base_url == SIM_ATHENA
         {
-            match sim_athena {
-                Some(url) => a.base_url = url.to_owned(),
+            match &sims.athena {
+                Some(url) => a.base_url = url.clone(),
                 None => problems.push(format!(
                     "forces.{key}.records.base_url is {SIM_ATHENA} but simulators.athena is not \
                      set"
+                )),
+            }
+        }
+        if let Some(EvidenceStoreConfig::Dams(d)) = &mut force.evidence
+            && (d.base_url == SIM_DAMS || d.token_url == SIM_DAMS)
+        {
+            match &sims.dams {
+                Some((base, token, id, secret)) => {
+                    d.base_url = base.clone();
+                    d.token_url = token.clone();
+                    d.client_id = id.clone();
+                    d.client_secret = secret.clone().into();
+                }
+                None => problems.push(format!(
+                    "forces.{key}.evidence.base_url is {SIM_DAMS} but simulators.dams is not set"
                 )),
             }
         }
@@ -212,7 +237,7 @@ impl Reloader {
         pipeline: Arc<Pipeline>,
         work_ready: Arc<Notify>,
         node: String,
-        sim_athena: Option<String>,
+        sims: Sims,
         credentials: Arc<crate::auth::LiveCredentials>,
     ) -> Self {
         Self {
@@ -221,7 +246,7 @@ impl Reloader {
             pipeline,
             work_ready,
             node,
-            sim_athena,
+            sims,
             source: Mutex::new(None),
             running: tokio::sync::Mutex::new(Running {
                 shutdown: None,
@@ -385,7 +410,7 @@ impl Reloader {
 
     async fn apply(&self, source: ConfigSource) -> Result<ReloadReport, ReloadError> {
         let mut config = source().map_err(|ConfigError::Invalid(m)| ReloadError::Invalid(m))?;
-        resolve_sims(&mut config, self.sim_athena.as_deref()).map_err(ReloadError::Invalid)?;
+        resolve_sims(&mut config, &self.sims).map_err(ReloadError::Invalid)?;
         // The shared mappings are built again with the new pins (the built-in specs are
         // checked once more, which costs a few milliseconds), before anything is swapped.
         let shared = Arc::new(

@@ -9,6 +9,7 @@ use crate::{
 };
 use anyhow::Context;
 use fixtures::athena::{AthenaSim, AthenaSimOptions};
+use fixtures::dams::{DamsSim, DamsSimOptions};
 use std::{net::SocketAddr, sync::Arc};
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,8 @@ pub struct Gateway {
     replay_runner: Arc<crate::jobs::ReplayRunner>,
     /// The in-process Athena simulator, when configured.
     pub athena_sim: Option<AthenaSim>,
+    /// The in-process DAMS simulator, when configured.
+    pub dams_sim: Option<DamsSim>,
     /// Applies configuration reloads (SIGHUP, `POST /v1/config/reload`).
     pub reloader: Arc<Reloader>,
     /// Audit sink drivers, started by [`run`].
@@ -50,11 +53,28 @@ impl Gateway {
             ),
             None => None,
         };
-        crate::reload::resolve_sims(
-            &mut config,
-            athena_sim.as_ref().map(AthenaSim::base_url).as_deref(),
-        )
-        .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
+        let dams_sim = match config.simulators.dams {
+            Some(listen) => Some(
+                DamsSim::start(DamsSimOptions {
+                    listen,
+                    client_id: "nmpp-gateway".into(),
+                    client_secret: uuid::Uuid::new_v4().simple().to_string(),
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| format!("starting the DAMS simulator on {listen}"))?,
+            ),
+            None => None,
+        };
+        let sims = crate::reload::Sims {
+            athena: athena_sim.as_ref().map(AthenaSim::base_url),
+            dams: dams_sim.as_ref().map(|d| {
+                let (id, secret) = d.credentials();
+                (d.base_url(), d.token_url(), id, secret)
+            }),
+        };
+        crate::reload::resolve_sims(&mut config, &sims)
+            .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
 
         let journal = replay::open(
             &config.journal.url,
@@ -108,7 +128,7 @@ impl Gateway {
             pipeline.clone(),
             work_ready.clone(),
             node,
-            athena_sim.as_ref().map(AthenaSim::base_url),
+            sims,
             credentials.clone(),
         ));
         let signer = crate::ledger::load_signer(&config.audit)?;
@@ -132,6 +152,7 @@ impl Gateway {
             state,
             replay_runner,
             athena_sim,
+            dams_sim,
             reloader,
             sinks,
         })
@@ -157,6 +178,7 @@ pub async fn run(
         state,
         replay_runner,
         athena_sim,
+        dams_sim,
         reloader,
         sinks,
     } = gateway;
@@ -209,6 +231,9 @@ pub async fn run(
     let _ = retention.await;
     let _ = audit_retention.await;
     if let Some(sim) = athena_sim {
+        sim.shutdown().await;
+    }
+    if let Some(sim) = dams_sim {
         sim.shutdown().await;
     }
     Ok(())

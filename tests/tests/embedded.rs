@@ -108,5 +108,51 @@ async fn serve_without_config_runs_the_demo_and_its_curl_line_works() {
     assert_eq!(rows[0]["id"], id.as_str(), "{rows:#}");
     assert!(dir.path().join("data/journal.db").exists());
 
+    // The example with a photo, as the banner says: the crime record goes to Athena, then the
+    // photo to the in-process DAMS, filed under the crime reference.
+    assert!(
+        banner.contains("evidence → dams at http://127.0.0.1:")
+            && banner.contains("data/example-incident-with-photo.json"),
+        "{banner}"
+    );
+    let with_photo = curl.replace(
+        "@data/example-incident.json",
+        "@data/example-incident-with-photo.json",
+    );
+    assert_ne!(with_photo, curl, "{curl}");
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&with_photo)
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("running sh (and curl)");
+    assert!(out.status.success(), "{with_photo}\n{out:?}");
+    let receipt: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("curl printed no JSON ({e}): {out:?}"));
+    let crime = api
+        .wait_for_status(
+            receipt["data"]["id"].as_str().unwrap(),
+            "delivered",
+            secs(15),
+        )
+        .await;
+    let crime_ref = crime["targetRef"].as_str().unwrap().to_owned();
+    let evidence = nmpp_tests::eventually("the photo to reach the DAMS", secs(15), || async {
+        let found = api.exchanges("kind=evidence.submitted").await;
+        match found.first() {
+            Some(e) if e["status"] == "delivered" => Ok(e.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        evidence["targetRef"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("EV-")),
+        "{evidence:#}"
+    );
+    assert_eq!(evidence["caseRef"], crime_ref.as_str(), "{evidence:#}");
+
     child.kill().await.unwrap();
 }
