@@ -334,6 +334,17 @@ impl Api {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {text}"))
     }
 
+    /// `POST /v1/config/reload`: the status and the JSON answer.
+    pub async fn reload_config(&self) -> (u16, Value) {
+        let res = self
+            .post("/v1/config/reload")
+            .send()
+            .await
+            .expect("POST /v1/config/reload");
+        let code = res.status().as_u16();
+        (code, res.json().await.expect("the reload answer is JSON"))
+    }
+
     /// The attributes of exchange `id` (`GET /v1/exchanges/{id}`).
     pub async fn exchange(&self, id: &str) -> Value {
         let doc = self.get_json(&format!("/v1/exchanges/{id}")).await;

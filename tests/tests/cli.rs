@@ -606,13 +606,8 @@ async fn the_log_level_changes_on_reload_without_a_restart() {
     });
     gw.start().await;
     let api = gw.api();
-    let reload = |api: Api| async move {
-        let res = api.post("/v1/config/reload").send().await.expect("reload");
-        let code = res.status().as_u16();
-        (code, res.json::<Value>().await.expect("json"))
-    };
     // Nothing at info is written while the level is warn, the reload's own line included.
-    let (code, doc) = reload(api.clone()).await;
+    let (code, doc) = api.reload_config().await;
     assert_eq!(code, 200, "{doc}");
     assert!(doc["data"]["attributes"].get("logLevel").is_none(), "{doc}");
     assert!(
@@ -625,14 +620,14 @@ async fn the_log_level_changes_on_reload_without_a_restart() {
     let mut bad = gw.config.clone();
     bad.log.level = "info,[".into();
     nmpp_tests::write_config(&bad, gw.config_path());
-    let (code, doc) = reload(api.clone()).await;
+    let (code, doc) = api.reload_config().await;
     assert_eq!(code, 422, "{doc}");
     assert!(doc.to_string().contains("log.level"), "{doc}");
 
     let mut cfg = gw.config.clone();
     cfg.log.level = "info".into();
     nmpp_tests::write_config(&cfg, gw.config_path());
-    let (code, doc) = reload(api.clone()).await;
+    let (code, doc) = api.reload_config().await;
     assert_eq!(code, 200, "{doc}");
     let applied = &doc["data"]["attributes"];
     if std::env::var_os("RUST_LOG").is_some() {
@@ -680,11 +675,6 @@ async fn pausing_and_unpausing_delivery_applies_on_reload() {
     });
     gw.start().await;
     let api = gw.api();
-    let reload = |api: Api| async move {
-        let res = api.post("/v1/config/reload").send().await.expect("reload");
-        let code = res.status().as_u16();
-        (code, res.json::<Value>().await.expect("json"))
-    };
     let waited = api.submit_ok(&sdm::online_crime_report()).await;
     // Paused: nothing reaches Athena (a poll interval is 50 ms in tests; give it many).
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -694,7 +684,7 @@ async fn pausing_and_unpausing_delivery_applies_on_reload() {
     let mut cfg = gw.config.clone();
     cfg.delivery.paused = false;
     nmpp_tests::write_config(&cfg, gw.config_path());
-    let (code, doc) = reload(api.clone()).await;
+    let (code, doc) = api.reload_config().await;
     assert_eq!(code, 200, "{doc}");
     let applied = &doc["data"]["attributes"];
     assert_eq!(applied["deliveryReloaded"], true, "{doc}");
@@ -710,7 +700,7 @@ async fn pausing_and_unpausing_delivery_applies_on_reload() {
 
     cfg.delivery.paused = true;
     nmpp_tests::write_config(&cfg, gw.config_path());
-    let (code, doc) = reload(api.clone()).await;
+    let (code, doc) = api.reload_config().await;
     assert_eq!(code, 200, "{doc}");
     assert_eq!(doc["data"]["attributes"]["deliveryReloaded"], true, "{doc}");
     let later = api.submit_ok(&sdm::online_crime_report()).await;
@@ -723,7 +713,7 @@ async fn pausing_and_unpausing_delivery_applies_on_reload() {
     );
 
     // A reload that leaves `delivery` as it is does not restart the dispatcher.
-    let (code, doc) = reload(api.clone()).await;
+    let (code, doc) = api.reload_config().await;
     assert_eq!(code, 200, "{doc}");
     assert_eq!(
         doc["data"]["attributes"]["deliveryReloaded"], false,

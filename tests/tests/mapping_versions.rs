@@ -396,11 +396,6 @@ async fn a_new_pin_applies_on_reload() {
             .and_then(|r| r.location)
             .and_then(|l| l.postcode)
     };
-    let reload = |api: nmpp_tests::Api| async move {
-        let res = api.post("/v1/config/reload").send().await.expect("reload");
-        let code = res.status().as_u16();
-        (code, res.json::<Value>().await.expect("json"))
-    };
 
     let before = api.submit_ok(&lower_case_postcode_report()).await;
     let b = api
@@ -414,7 +409,7 @@ async fn a_new_pin_applies_on_reload() {
         .current
         .insert("nmpp-to-athena".into(), "2.0.0".into());
     nmpp_tests::write_config(&cfg, gw.config_path());
-    let (code, doc) = reload(api.clone()).await;
+    let (code, doc) = api.reload_config().await;
     assert_eq!(code, 200, "{doc}");
     let applied = &doc["data"]["attributes"];
     assert_eq!(applied["mappingsReloaded"], true, "{doc}");
@@ -441,7 +436,7 @@ async fn a_new_pin_applies_on_reload() {
         .current
         .insert("nmpp-to-athena".into(), "9.9.9".into());
     nmpp_tests::write_config(&cfg, gw.config_path());
-    let (code, doc) = reload(api.clone()).await;
+    let (code, doc) = api.reload_config().await;
     assert_eq!(code, 422, "{doc}");
     assert!(
         doc.to_string().contains("mappings.current.nmpp-to-athena"),
