@@ -373,6 +373,36 @@ async fn audit_chain_is_gap_free_across_handles(b: Backend) {
     assert_eq!(rec[0].event.action, "exchange.view");
 }
 
+/// A writer may chain onto the head it left last (PostgreSQL: without first reading it under
+/// lock); when someone else moved the head since, nothing is lost, nothing is acknowledged
+/// twice, and the chain stays one: turn by turn, each handle appends right after the other.
+async fn audit_chain_survives_a_head_moved_by_another_handle(b: Backend) {
+    let other = b.open_another().await;
+    let handles = [b.journal.clone(), other.clone()];
+    let mut expected_seq = 0;
+    for round in 0..6 {
+        for (h, j) in handles.iter().enumerate() {
+            accept(j.as_ref(), exchange("kent", &format!("moved-{round}-{h}"))).await;
+            expected_seq += 1;
+            let seq = j.audit(event("exchange.view")).await.unwrap();
+            expected_seq += 1;
+            assert_eq!(
+                seq, expected_seq,
+                "round {round}, handle {h}: audit() tells its place"
+            );
+            let rec = &j.audit_records(expected_seq - 1, 1).await.unwrap()[0];
+            assert_eq!(rec.event.action, "incident.create");
+        }
+    }
+    let j = b.journal.as_ref();
+    assert_eq!(verify_chain(j).await, expected_seq);
+    assert_eq!(j.stats().await.unwrap().audit_records, expected_seq);
+    assert_eq!(j.count(&ExchangeFilter::default()).await.unwrap(), 12);
+    let head = j.ledger_head().await.unwrap();
+    assert_eq!(head.size(), expected_seq);
+    assert_eq!(other.ledger_head().await.unwrap(), head);
+}
+
 async fn leases_expire_and_a_stale_holder_is_refused(b: Backend) {
     let j = b.journal.as_ref();
     let id = accept(j, exchange("kent", "lease")).await;
@@ -1463,6 +1493,7 @@ macro_rules! conformance {
                 accept_is_idempotent_and_tells_a_different_payload,
                 accept_refuses_an_id_that_is_not_v7,
                 audit_chain_is_gap_free_across_handles,
+                audit_chain_survives_a_head_moved_by_another_handle,
                 leases_expire_and_a_stale_holder_is_refused,
                 concurrent_claims_never_share_work,
                 attempts_move_exchanges_through_their_states,
