@@ -225,18 +225,11 @@ async fn apply(
                 );
             }
         }
-        if !new.is_empty() {
-            for &i in &new {
-                let e = exch(i);
-                *deltas
-                    .entry((e.force.clone(), e.kind.clone(), "pending".into()))
-                    .or_default() += 1;
-                // The stored row is this one: later duplicates in the batch point at it.
-                stored.insert(
-                    (e.force.clone(), e.kind.clone(), e.idempotency_key.clone()),
-                    (e.id, e.response.clone(), e.payload.clone()),
-                );
-            }
+        for &i in &new {
+            let e = exch(i);
+            *deltas
+                .entry((e.force.clone(), e.kind.clone(), "pending".into()))
+                .or_default() += 1;
         }
         let new: HashSet<usize> = new.into_iter().collect();
         for (i, op) in batch.iter().enumerate() {
@@ -254,8 +247,22 @@ async fn apply(
                 events[i].push((**audit).clone());
                 continue;
             }
+            // The stored row is an earlier op of this batch (just inserted) or an older one.
+            let first = first_of
+                .get(&(
+                    e.force.as_str(),
+                    e.kind.as_str(),
+                    e.idempotency_key.as_str(),
+                ))
+                .copied()
+                .filter(|f| new.contains(f))
+                .map(exch);
             let key = (e.force.clone(), e.kind.clone(), e.idempotency_key.clone());
-            match stored.get(&key) {
+            let found = match first {
+                Some(f) => Some((&f.id, &f.response, &f.payload)),
+                None => stored.get(&key).map(|(id, r, p)| (id, r, p)),
+            };
+            match found {
                 Some((id, response, payload)) => {
                     let mut ev = (**audit).clone();
                     ev.result = "duplicate".into();
@@ -1050,4 +1057,157 @@ pub(crate) async fn defer(
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Direction, Journal, OpenOptions, audit::ChainVerifier};
+
+    fn admin_url() -> String {
+        std::env::var("NMPP_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    fn exchange(key: &str, payload: &str) -> NewExchange {
+        NewExchange {
+            id: Uuid::now_v7(),
+            force: "kent".into(),
+            kind: "incident.submitted".into(),
+            direction: Direction::Inbound,
+            source_system: "ihub".into(),
+            target_system: "athena".into(),
+            api_version: "ihub-sapi/v1".into(),
+            model_version: "nmpp/1".into(),
+            idempotency_key: key.into(),
+            correlation_id: format!("corr-{key}"),
+            case_ref: None,
+            payload_type: "application/json".into(),
+            payload: payload.as_bytes().to_vec(),
+            response: format!("{{\"receipt\":\"{key}\"}}").into_bytes(),
+        }
+    }
+
+    fn event() -> AuditEvent {
+        AuditEvent {
+            time: OffsetDateTime::now_utc(),
+            actor: "tester".into(),
+            role: "ihub".into(),
+            force: Some("kent".into()),
+            action: "incident.create".into(),
+            object_type: Some("exchange".into()),
+            object_id: None,
+            result: "success".into(),
+            source_ip: None,
+            user_agent: None,
+            correlation_id: None,
+            event_uid: Uuid::now_v7(),
+            detail: None,
+        }
+    }
+
+    /// Runs `exchanges` as one writer batch; returns each accept's outcome.
+    async fn one_batch(
+        pool: &Pool,
+        chain: &Chain,
+        exchanges: Vec<NewExchange>,
+    ) -> Vec<Result<AcceptOutcome>> {
+        let mut ops = Vec::new();
+        let mut replies = Vec::new();
+        for e in exchanges {
+            let (reply, rx) = oneshot::channel();
+            ops.push(WOp::Accept {
+                exchange: Box::new(e),
+                audit: Box::new(event()),
+                reply,
+            });
+            replies.push(rx);
+        }
+        run_batch(pool, chain, ops).await;
+        let mut out = Vec::new();
+        for rx in replies {
+            out.push(rx.await.unwrap());
+        }
+        out
+    }
+
+    /// Copies of one submission in one group commit: the first is stored, the others are told
+    /// it (from the batch itself, not the database); a copy in a later batch is told it from
+    /// the database. Every one is audited, in one unbroken chain.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn copies_of_one_key_in_one_batch_are_stored_once() {
+        let (admin, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL at 127.0.0.1:5432");
+        tokio::spawn(conn);
+        let name = format!("nmpp_write_{}", Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let base = admin_url();
+        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap_or(base.len())]);
+        let j = super::super::PgJournal::open(&url, OpenOptions::default())
+            .await
+            .unwrap();
+        let chain = Chain::default();
+
+        let a = exchange("a", "{\"v\":1}");
+        let a_id = a.id;
+        let got = one_batch(
+            &j.pool,
+            &chain,
+            vec![
+                a,
+                exchange("a", "{\"v\":2}"),
+                exchange("b", "{}"),
+                exchange("a", "{\"v\":1}"),
+            ],
+        )
+        .await;
+        let got: Vec<AcceptOutcome> = got.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(got[0], AcceptOutcome::Created);
+        assert_eq!(got[2], AcceptOutcome::Created);
+        for (i, differs) in [(1, true), (3, false)] {
+            match &got[i] {
+                AcceptOutcome::Duplicate {
+                    id,
+                    response,
+                    payload_differs,
+                } => {
+                    assert_eq!(*id, a_id, "copy {i} is told the stored exchange");
+                    assert_eq!(response, b"{\"receipt\":\"a\"}");
+                    assert_eq!(*payload_differs, differs, "copy {i}");
+                }
+                other => panic!("copy {i}: {other:?}"),
+            }
+        }
+        // A later batch finds the stored exchange in the database.
+        let got = one_batch(&j.pool, &chain, vec![exchange("a", "{\"v\":3}")]).await;
+        match got[0].as_ref().unwrap() {
+            AcceptOutcome::Duplicate {
+                id,
+                payload_differs,
+                ..
+            } => assert!(*id == a_id && *payload_differs),
+            other => panic!("{other:?}"),
+        }
+
+        let records = j.audit_records(1, 100).await.unwrap();
+        assert_eq!(records.len(), 5);
+        let results: Vec<&str> = records.iter().map(|r| r.event.result.as_str()).collect();
+        assert_eq!(
+            results,
+            ["success", "duplicate", "success", "duplicate", "duplicate"]
+        );
+        let mut v = ChainVerifier::default();
+        for r in &records {
+            v.check(r).unwrap();
+        }
+        assert_eq!(j.stats().await.unwrap().audit_records, 5);
+        drop(j);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+    }
 }
