@@ -15,6 +15,10 @@
 # PostgreSQL share the machine's cores.
 # Usage: ops/bench/ingest-pg.sh [SECONDS=20] [CONNECTIONS=64]
 #        PROFILE=debug ops/bench/ingest-pg.sh 3   # smoke-test the script only; figures meaningless
+#        BIN_DIR=/path/to/saved/binaries ops/bench/ingest-pg.sh 10 64
+#            # runs saved nmpp-gateway and athena-sim binaries instead of building this tree's
+#            # (e.g. a "before" build beside an "after" one, run alternately in one period)
+#        QUICK=1 ops/bench/ingest-pg.sh 10 64   # runs 1-3 only (fsync, SQLite, PostgreSQL)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-20}
@@ -24,12 +28,15 @@ command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; ex
 command -v psql >/dev/null || { echo "psql is needed (postgresql-client)" >&2; exit 2; }
 psql -q "$PGURL" -c 'select 1' >/dev/null || { echo "no PostgreSQL at $PGURL" >&2; exit 2; }
 PROFILE=${PROFILE:-release}
-cargo build --profile "$([ "$PROFILE" = debug ] && echo dev || echo "$PROFILE")" -q -p gateway --bin nmpp-gateway -p fixtures --bin athena-sim
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+if [ -z "${BIN_DIR:-}" ]; then
+  cargo build --profile "$([ "$PROFILE" = debug ] && echo dev || echo "$PROFILE")" -q -p gateway --bin nmpp-gateway -p fixtures --bin athena-sim
+  BIN_DIR=$TARGET/$PROFILE
+fi
 mkdir -p "$TARGET/bench"
 WORK=$(mktemp -d -p "$TARGET/bench" ingest-pg.XXXX)
 # Private copies, so a concurrent build cannot swap the binaries mid-run.
-cp "$TARGET/$PROFILE/nmpp-gateway" "$TARGET/$PROFILE/athena-sim" "$WORK/"
+cp "$BIN_DIR/nmpp-gateway" "$BIN_DIR/athena-sim" "$WORK/"
 BIN=$WORK/nmpp-gateway
 SIM=$WORK/athena-sim
 SECRET=bench-secret-0123456789abcdef
@@ -88,7 +95,7 @@ stored() { # journal_url → exchanges stored (PostgreSQL)
 "$SIM" --listen 127.0.0.1:18199 > "$WORK/sim.out" 2>&1 &
 PIDS+=($!)
 
-echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $PROFILE build; $(nproc) cores; ${SECS}s per run; $CONNS connections; body $(wc -c < "$BODY") bytes; $(psql -qtA "$PGURL" -c 'show server_version') (synchronous_commit=on)"
+echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $PROFILE build (binaries from $BIN_DIR); load $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; ${SECS}s per run; $CONNS connections; body $(wc -c < "$BODY") bytes; $(psql -qtA "$PGURL" -c 'show server_version') (synchronous_commit=on)"
 FSYNC=$(python3 ops/bench/fsync_rate.py "$WORK" 5)
 echo "fsync:        $FSYNC"
 
@@ -101,15 +108,23 @@ start_gateway pg 18182 "$URL" 2048 true
 PG=$(run_wrk 18182); stop "$GW_PID"
 echo "postgres:     $PG stored=$(stored "$URL")"
 
-pg_db baseline
-start_gateway pg_baseline 18183 "$URL" 1 true
-PGB=$(run_wrk 18183); stop "$GW_PID"
-echo "pg batch=1:   $PGB stored=$(stored "$URL")"
+if [ -z "${QUICK:-}" ]; then
+  pg_db baseline
+  start_gateway pg_baseline 18183 "$URL" 1 true
+  PGB=$(run_wrk 18183); stop "$GW_PID"
+  echo "pg batch=1:   $PGB stored=$(stored "$URL")"
 
-pg_db full
-start_gateway pg_full 18184 "$URL" 2048 false
-PGF=$(run_wrk 18184); stop "$GW_PID"
-echo "postgres+dlv: $PGF stored=$(stored "$URL")"
+  pg_db full
+  start_gateway pg_full 18184 "$URL" 2048 false
+  PGF=$(run_wrk 18184); stop "$GW_PID"
+  echo "postgres+dlv: $PGF stored=$(stored "$URL")"
 
-s=$(echo "$SQLITE" | field rps); p=$(echo "$PG" | field rps); b=$(echo "$PGB" | field rps)
-echo "ratios: postgres/sqlite = $(python3 -c "print(f'{$p/$s:.2f}')"); postgres group commit/batch=1 = $(python3 -c "print(f'{$p/$b:.1f}')")x; target >= 5000/s on postgres: $(python3 -c "print('met' if $p >= 5000 else 'not met')")"
+fi
+s=$(echo "$SQLITE" | field rps); p=$(echo "$PG" | field rps)
+if [ -z "${QUICK:-}" ]; then
+  b=$(echo "$PGB" | field rps)
+  gc="; postgres group commit/batch=1 = $(python3 -c "print(f'{$p/$b:.1f}')")x"
+else
+  gc=""
+fi
+echo "ratios: postgres/sqlite = $(python3 -c "print(f'{$p/$s:.2f}')")$gc; target >= 5000/s on postgres: $(python3 -c "print('met' if $p >= 5000 else 'not met')"); load $(cut -d' ' -f1-3 /proc/loadavg)"

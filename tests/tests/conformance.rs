@@ -373,6 +373,108 @@ async fn audit_chain_is_gap_free_across_handles(b: Backend) {
     assert_eq!(rec[0].event.action, "exchange.view");
 }
 
+/// One submission arriving many times at once (iHub retrying while the first is in flight) is
+/// stored once; every other copy is told the stored exchange and audited as a duplicate,
+/// whichever group commit it lands in. (Which copies share a commit depends on timing; copies in
+/// the very commit that stores the first are pinned down, for PostgreSQL, by the unit test
+/// `postgres::write::tests::copies_of_one_key_in_one_batch_are_stored_once`.)
+async fn concurrent_copies_of_one_submission_store_it_once(b: Backend) {
+    // Other submissions first keep the writers busy, so that copies queue up together.
+    let mut others = Vec::new();
+    for n in 0..8 {
+        let j = b.journal.clone();
+        others.push(tokio::spawn(async move {
+            j.accept(
+                exchange("kent", &format!("other-{n}")),
+                event("incident.create"),
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    let mut tasks = Vec::new();
+    for n in 0..24 {
+        let j = b.journal.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut e = exchange("kent", "same-submission");
+            if n % 2 == 1 {
+                e.payload = b"{\"other\":true}".to_vec();
+            }
+            let payload = e.payload.clone();
+            let id = e.id;
+            (
+                id,
+                payload,
+                j.accept(e, event("incident.create")).await.unwrap(),
+            )
+        }));
+    }
+    let mut created = Vec::new();
+    let mut duplicates = Vec::new();
+    for t in tasks {
+        let (id, payload, outcome) = t.await.unwrap();
+        match outcome {
+            AcceptOutcome::Created => created.push((id, payload)),
+            AcceptOutcome::Duplicate {
+                id: first,
+                payload_differs,
+                ..
+            } => duplicates.push((first, payload, payload_differs)),
+        }
+    }
+    for t in others {
+        assert_eq!(t.await.unwrap(), AcceptOutcome::Created);
+    }
+    assert_eq!(created.len(), 1, "exactly one copy is stored");
+    let (stored_id, stored_payload) = &created[0];
+    assert_eq!(duplicates.len(), 23);
+    for (first, payload, differs) in &duplicates {
+        assert_eq!(first, stored_id, "every copy is told the stored exchange");
+        assert_eq!(*differs, payload != stored_payload);
+    }
+    let j = b.journal.as_ref();
+    assert_eq!(j.count(&ExchangeFilter::default()).await.unwrap(), 9);
+    assert_eq!(verify_chain(j).await, 32);
+    let records = j.audit_records(1, 100).await.unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.event.result == "duplicate")
+            .count(),
+        23
+    );
+}
+
+/// A writer may chain onto the head it left last (PostgreSQL: without first reading it under
+/// lock); when someone else moved the head since, nothing is lost, nothing is acknowledged
+/// twice, and the chain stays one: turn by turn, each handle appends right after the other.
+async fn audit_chain_survives_a_head_moved_by_another_handle(b: Backend) {
+    let other = b.open_another().await;
+    let handles = [b.journal.clone(), other.clone()];
+    let mut expected_seq = 0;
+    for round in 0..6 {
+        for (h, j) in handles.iter().enumerate() {
+            accept(j.as_ref(), exchange("kent", &format!("moved-{round}-{h}"))).await;
+            expected_seq += 1;
+            let seq = j.audit(event("exchange.view")).await.unwrap();
+            expected_seq += 1;
+            assert_eq!(
+                seq, expected_seq,
+                "round {round}, handle {h}: audit() tells its place"
+            );
+            let rec = &j.audit_records(expected_seq - 1, 1).await.unwrap()[0];
+            assert_eq!(rec.event.action, "incident.create");
+        }
+    }
+    let j = b.journal.as_ref();
+    assert_eq!(verify_chain(j).await, expected_seq);
+    assert_eq!(j.stats().await.unwrap().audit_records, expected_seq);
+    assert_eq!(j.count(&ExchangeFilter::default()).await.unwrap(), 12);
+    let head = j.ledger_head().await.unwrap();
+    assert_eq!(head.size(), expected_seq);
+    assert_eq!(other.ledger_head().await.unwrap(), head);
+}
+
 async fn leases_expire_and_a_stale_holder_is_refused(b: Backend) {
     let j = b.journal.as_ref();
     let id = accept(j, exchange("kent", "lease")).await;
@@ -1545,6 +1647,8 @@ macro_rules! conformance {
                 accept_is_idempotent_and_tells_a_different_payload,
                 accept_refuses_an_id_that_is_not_v7,
                 audit_chain_is_gap_free_across_handles,
+                audit_chain_survives_a_head_moved_by_another_handle,
+                concurrent_copies_of_one_submission_store_it_once,
                 leases_expire_and_a_stale_holder_is_refused,
                 concurrent_claims_never_share_work,
                 attempts_move_exchanges_through_their_states,

@@ -72,6 +72,11 @@ const MIGRATIONS: &[crate::sql::Migration] = &[
         "replay_pace",
         include_str!("../../migrations/postgres/0030_replay_pace.sql"),
     ),
+    (
+        31,
+        "audit_head_advance",
+        include_str!("../../migrations/postgres/0031_audit_head_advance.sql"),
+    ),
 ];
 
 /// Most operations one writer transaction takes, by default.
@@ -253,8 +258,14 @@ impl PgJournal {
         let (tx, rx) = mpsc::channel::<write::WOp>(65_536);
         let rx = Arc::new(Mutex::new(rx));
         let max_batch = opts.max_batch.unwrap_or(MAX_BATCH).max(1);
+        let chain = Arc::new(write::Chain::default());
         for _ in 0..WRITERS {
-            tokio::spawn(write::run(pool.clone(), rx.clone(), max_batch));
+            tokio::spawn(write::run(
+                pool.clone(),
+                rx.clone(),
+                chain.clone(),
+                max_batch,
+            ));
         }
         let maintenance = opts.server.then(|| {
             let pool = pool.clone();
