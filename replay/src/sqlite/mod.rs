@@ -66,6 +66,11 @@ const MIGRATIONS: &[crate::sql::Migration] = &[
         "audit_retention",
         include_str!("../../migrations/sqlite/0024_audit_retention.sql"),
     ),
+    (
+        25,
+        "shared_payloads",
+        include_str!("../../migrations/sqlite/0025_shared_payloads.sql"),
+    ),
 ];
 
 /// How many queued operations one transaction takes at most, by default.

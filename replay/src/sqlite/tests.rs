@@ -592,3 +592,110 @@ async fn an_attempt_failing_midway_fails_alone_in_its_group() {
     assert_eq!(status, "pending", "its update was rolled back");
     assert_eq!(verify_chain(&j).await, 40 + 39);
 }
+
+/// A replay shares its parent's payload and response instead of copying them; claims, reads
+/// and retention see the same bytes as before, and deleting the parent's payloads by retention
+/// leaves the pending replay's payload whole.
+#[tokio::test]
+async fn a_replay_shares_its_parents_payload_and_keeps_it_through_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = journal_at(&path).await;
+    let mut e = exchange("share-1");
+    e.payload = vec![b'p'; 3000];
+    let (id, payload) = (e.id, e.payload.clone());
+    j.accept(e, event("incident.create")).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    j.claim_due("n1", now, Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    j.record_attempt(
+        id,
+        attempt(1, AttemptOutcome::Parked, Some("rejected")),
+        Transition::Parked,
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    let child = j.replay(id, event("exchange.replay")).await.unwrap();
+    let grandchild_parent = child;
+    // Not copied: the child's row holds no payload of its own.
+    let own: (i64, i64) = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT length(payload), payload_seq FROM exchanges WHERE id = ?1",
+            [child.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(own.0, 0);
+    let p = j.payloads(child).await.unwrap().unwrap();
+    assert_eq!(p.original, payload);
+    assert_eq!(p.response, b"{\"ok\":true}");
+    assert_eq!(
+        j.get(child).await.unwrap().unwrap().payload_bytes,
+        payload.len() as u64
+    );
+    // Parked again and replayed again: the grandchild shares the original's payload too.
+    let work = j
+        .claim_due("n1", OffsetDateTime::now_utc(), Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(work.len(), 1);
+    assert_eq!(
+        work[0].payload, payload,
+        "the claim returns the shared payload"
+    );
+    j.record_attempt(
+        grandchild_parent,
+        attempt(1, AttemptOutcome::Parked, Some("rejected")),
+        Transition::Parked,
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    let grandchild = j
+        .replay(grandchild_parent, event("exchange.replay"))
+        .await
+        .unwrap();
+    assert_eq!(
+        j.payloads(grandchild).await.unwrap().unwrap().original,
+        payload
+    );
+
+    // Retention deletes the payloads of the parked parent and child, not of the pending
+    // grandchild, which keeps its bytes.
+    let r = j
+        .apply_retention(
+            &[RetentionPolicy {
+                force: "demo".into(),
+                kind: None,
+                payloads: Some(std::time::Duration::from_secs(60)),
+                metadata: None,
+            }],
+            OffsetDateTime::now_utc() + time::Duration::days(1),
+            event("retention.apply"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.payloads_deleted, 2);
+    assert!(j.payloads(id).await.unwrap().unwrap().original.is_empty());
+    assert!(
+        j.payloads(child)
+            .await
+            .unwrap()
+            .unwrap()
+            .original
+            .is_empty()
+    );
+    let kept = j.payloads(grandchild).await.unwrap().unwrap();
+    assert_eq!(kept.original, payload);
+    assert_eq!(kept.response, b"{\"ok\":true}");
+    let work = j
+        .claim_due("n1", OffsetDateTime::now_utc(), Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].id, grandchild);
+    assert_eq!(work[0].payload, payload);
+}

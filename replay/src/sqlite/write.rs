@@ -675,7 +675,9 @@ pub(crate) const CLAIM_SQL: &str = "UPDATE exchanges SET lease_owner = ?1, lease
                   AND o.case_ref = e.case_ref AND o.seq < e.seq))
      ORDER BY e.next_attempt_ms LIMIT ?4)
  RETURNING id, force, kind, target_system, idempotency_key, correlation_id, attempts,
-           payload, parent_id, requested_mapping";
+           coalesce((SELECT p.payload FROM exchanges p WHERE p.seq = exchanges.payload_seq),
+                    payload),
+           parent_id, requested_mapping";
 
 fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<WorkItem>> {
     let now_ms = millis(req.now);
