@@ -351,9 +351,12 @@ impl Dispatcher {
     ///
     /// Claims are journal writes (a lease) that take a group commit to come back; claiming the
     /// next batch while the last one is being delivered keeps the slots busy instead of idle
-    /// through every commit. The buffer holds at most twice `workers` exchanges; one that waited
-    /// there for a quarter of its lease (every slot busy with a slow target) is put back rather
-    /// than delivered on a lease that could run out mid-attempt.
+    /// through every commit. The buffer holds at most four times `workers` exchanges, and one
+    /// claim fills all the room there is: a claim waits in the journal's queue behind the batch
+    /// being written (under load, hundreds of attempts, or a bulk replay step of a thousand
+    /// children), so each claim must bring enough work to keep every slot busy until the next
+    /// one comes back. One that waited there for a quarter of its lease (every slot busy with a
+    /// slow target) is put back rather than delivered on a lease that could run out mid-attempt.
     ///
     /// A slot is the right to talk to a target: it is freed as soon as the target has answered.
     /// Journalling the attempt (one more group commit) goes on without it, so the next delivery
@@ -391,7 +394,7 @@ impl Dispatcher {
         // every one of them.
         let in_flight_max = workers * 4;
         let in_flight = Arc::new(Semaphore::new(in_flight_max));
-        let (tx, mut rx) = mpsc::channel::<Claimed>(workers * 2);
+        let (tx, mut rx) = mpsc::channel::<Claimed>(workers * 4);
         let claimer =
             tokio::spawn(
                 self.clone()
@@ -477,9 +480,10 @@ impl Dispatcher {
         }
     }
 
-    /// Keeps the dispatcher's buffer filled: claims up to `batch` due exchanges whenever the
-    /// buffer has room for that many, until `shutdown`. Sleeps until new work is announced or
-    /// the poll interval passes whenever a claim comes back short (nothing more is due).
+    /// Keeps the dispatcher's buffer filled: whenever the buffer has room for at least `batch`
+    /// exchanges, claims as many due exchanges as it has room for, until `shutdown`. Sleeps
+    /// until new work is announced or the poll interval passes whenever a claim comes back short
+    /// (nothing more is due).
     async fn claim_loop(
         self: Arc<Self>,
         tx: mpsc::Sender<Claimed>,
@@ -495,13 +499,20 @@ impl Dispatcher {
                 r = tx.reserve_many(batch) => match r { Ok(r) => r, Err(_) => break },
                 () = shutdown.cancelled() => break,
             };
+            // And whatever else is free: one claim fills the buffer.
+            let more = match tx.capacity() {
+                0 => None,
+                free => tx.try_reserve_many(free).ok(),
+            };
+            let limit = room.len() + more.as_ref().map_or(0, ExactSizeIterator::len);
+            let room = room.chain(more.into_iter().flatten());
             let request = ClaimRequest {
                 skip_targets: self
                     .pipeline
                     .breakers()
                     .refusing_claims(std::time::Instant::now()),
                 ordered_targets: ordered_targets.clone(),
-                ..ClaimRequest::new(&self.node, OffsetDateTime::now_utc(), lease, batch)
+                ..ClaimRequest::new(&self.node, OffsetDateTime::now_utc(), lease, limit)
             };
             let at = std::time::Instant::now();
             let items = match self.journal.claim(request).await {
@@ -518,7 +529,7 @@ impl Dispatcher {
                 }
             };
             let n = items.len();
-            // `room` holds a place for each of up to `batch` items: none is ever dropped here.
+            // `room` holds a place for each of up to `limit` items: none is ever dropped here.
             for (place, item) in room.zip(items) {
                 place.send(Claimed { item, at });
             }
@@ -529,7 +540,7 @@ impl Dispatcher {
                     metrics::gauge!(m::PENDING).set(s.pending as f64);
                 }
             }
-            if n < batch {
+            if n < limit {
                 // Nothing more is due now: sleep until new work arrives or the next poll.
                 tokio::select! {
                     () = self.work_ready.notified() => {},

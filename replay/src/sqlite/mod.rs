@@ -67,6 +67,11 @@ const MIGRATIONS: &[crate::sql::Migration] = &[
         include_str!("../../migrations/sqlite/0024_audit_retention.sql"),
     ),
     (
+        25,
+        "shared_payloads",
+        include_str!("../../migrations/sqlite/0025_shared_payloads.sql"),
+    ),
+    (
         30,
         "replay_pace",
         include_str!("../../migrations/sqlite/0030_replay_pace.sql"),

@@ -65,8 +65,10 @@ pub(super) fn replay(
     Ok(child)
 }
 
-/// Inserts the child `child` of `parent`: a copy of the parent's row and payloads, pending and
-/// due now, linked to its parent (and family root) and carrying its idempotency key.
+/// Inserts the child `child` of `parent`: a copy of the parent's row, pending and due now, linked
+/// to its parent (and family root) and carrying its idempotency key. The payload and response
+/// are not copied: the child shares those of the exchange that holds them (`payload_seq`,
+/// migration 0025), so a bulk replay writes small rows.
 fn insert_child(
     c: &Connection,
     parent: &str,
@@ -80,10 +82,12 @@ fn insert_child(
         "INSERT INTO exchanges (id, force, kind, direction, source_system, target_system,
              api_version, model_version, idempotency_key, dedupe_key, correlation_id, case_ref,
              parent_id, root_id, status, attempts, next_attempt_ms, created_at, created_ms,
-             updated_ms, payload_type, payload, response, requested_mapping, replay_job_id)
+             updated_ms, payload_type, payload, response, payload_seq, requested_mapping,
+             replay_job_id)
          SELECT ?2, force, kind, direction, source_system, coalesce(?5, target_system),
              api_version, model_version, idempotency_key, NULL, correlation_id, case_ref, id,
-             root_id, 'pending', 0, ?3, ?4, ?3, ?3, payload_type, payload, response, ?6, ?7
+             root_id, 'pending', 0, ?3, ?4, ?3, ?3, payload_type, x'', x'',
+             coalesce(payload_seq, seq), ?6, ?7
          FROM exchanges WHERE id = ?1",
     )?
     .execute(params![
@@ -531,16 +535,37 @@ pub(super) fn retention_chunk(
     let chunk = ops::RETENTION_CHUNK;
     match purge {
         Purge::Payloads => {
-            let n = c.execute(
-                &format!(
-                    "UPDATE exchanges SET payload = x'', canonical = NULL, target_payload = NULL,
-                         payloads_deleted_ms = {now_ms}
-                     WHERE seq IN (SELECT seq FROM exchanges e
-                                   WHERE {base} AND e.payloads_deleted_ms IS NULL LIMIT {chunk})",
-                    now_ms = millis(now)
-                ),
-                rusqlite::params_from_iter(params.iter()),
-            )? as u64;
+            let seqs: Vec<i64> = {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT seq FROM exchanges e
+                     WHERE {base} AND e.payloads_deleted_ms IS NULL LIMIT {chunk}"
+                ))?;
+                let it = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?;
+                it.collect::<std::result::Result<_, _>>()?
+            };
+            if seqs.is_empty() {
+                return Ok((0, 0));
+            }
+            let seqs =
+                serde_json::to_string(&seqs).map_err(|e| JournalError::Invalid(e.to_string()))?;
+            // Replays that share these payloads and keep theirs get their own copy first.
+            c.prepare_cached(
+                "UPDATE exchanges
+                 SET payload = (SELECT p.payload FROM exchanges p WHERE p.seq = exchanges.payload_seq),
+                     response = (SELECT p.response FROM exchanges p
+                                 WHERE p.seq = exchanges.payload_seq),
+                     payload_seq = NULL
+                 WHERE payload_seq IN (SELECT value FROM json_each(?1))
+                   AND seq NOT IN (SELECT value FROM json_each(?1))",
+            )?
+            .execute(params![seqs])?;
+            let n = c
+                .prepare_cached(
+                    "UPDATE exchanges SET payload = x'', payload_seq = NULL, canonical = NULL,
+                         target_payload = NULL, payloads_deleted_ms = ?2
+                     WHERE seq IN (SELECT value FROM json_each(?1))",
+                )?
+                .execute(params![seqs, millis(now)])? as u64;
             if n > 0 {
                 append_audit(
                     c,

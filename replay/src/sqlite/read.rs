@@ -52,7 +52,9 @@ pub(super) fn get(c: &Connection, id: Uuid) -> Result<Option<ExchangeDetail>> {
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {SUMMARY_COLS}, direction, source_system, api_version, model_version,
                 idempotency_key, correlation_id, next_attempt_ms, last_error, mapping_version,
-                payload_type, length(payload), requested_mapping, replay_job_id,
+                payload_type, length(coalesce((SELECT p.payload FROM exchanges p
+                                        WHERE p.seq = exchanges.payload_seq), payload)),
+                requested_mapping, replay_job_id,
                 payloads_deleted_ms, root_id, force, case_ref
          FROM exchanges WHERE id = ?1"
     ))?;
@@ -266,8 +268,10 @@ pub(super) fn holds(c: &Connection) -> Result<Vec<LegalHold>> {
 
 pub(super) fn payloads(c: &Connection, id: Uuid) -> Result<Option<StoredPayloads>> {
     Ok(c.prepare_cached(
-        "SELECT payload_type, payload, response, canonical, target_payload FROM exchanges
-         WHERE id = ?1",
+        "SELECT e.payload_type, coalesce(p.payload, e.payload), coalesce(p.response, e.response),
+                e.canonical, e.target_payload
+         FROM exchanges e LEFT JOIN exchanges p ON p.seq = e.payload_seq
+         WHERE e.id = ?1",
     )?
     .query_row(params![id.to_string()], |r| {
         Ok(StoredPayloads {

@@ -439,3 +439,263 @@ async fn the_claim_walks_the_due_index_without_sorting_every_pending_exchange() 
     let keys: Vec<&str> = got.iter().map(|w| w.idempotency_key.as_str()).collect();
     assert_eq!(keys, ["plan-0", "plan-1", "plan-2"]);
 }
+
+/// The counts of exchanges by status, counted from the rows themselves.
+fn counted(path: &std::path::Path) -> (i64, i64, i64) {
+    let c = Connection::open(path).unwrap();
+    let n = |s: &str| -> i64 {
+        c.query_row(
+            "SELECT count(*) FROM exchanges WHERE status = ?1",
+            [s],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    (n("pending"), n("delivered"), n("parked"))
+}
+
+async fn verify_chain(j: &SqliteJournal) -> u64 {
+    let mut v = ChainVerifier::default();
+    for r in j.audit_records(1, 100_000).await.unwrap() {
+        v.check(&r).unwrap();
+    }
+    v.checked()
+}
+
+/// Attempts queued together are recorded together: the refused one (a stale node) is answered
+/// with its refusal and the others are recorded, each with its audit record and counts.
+#[tokio::test]
+async fn attempts_recorded_together_refuse_a_stale_node_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = Arc::new(journal_at(&path).await);
+    for i in 0..60 {
+        j.accept(exchange(&format!("g-{i}")), event("incident.create"))
+            .await
+            .unwrap();
+    }
+    let work = j
+        .claim_due("n1", OffsetDateTime::now_utc(), Duration::from_secs(60), 60)
+        .await
+        .unwrap();
+    assert_eq!(work.len(), 60);
+    let stale = work[17].id;
+    let mut tasks = Vec::new();
+    for w in &work {
+        let (j, id) = (j.clone(), w.id);
+        tasks.push(tokio::spawn(async move {
+            let mut a = attempt(1, AttemptOutcome::Delivered, None);
+            if id == stale {
+                a.node = "n2".into();
+            }
+            let r = j
+                .record_attempt(
+                    id,
+                    a,
+                    Transition::Delivered {
+                        target_ref: format!("ref-{id}"),
+                    },
+                    Prepared::default(),
+                )
+                .await;
+            (id, r)
+        }));
+    }
+    for t in tasks {
+        let (id, r) = t.await.unwrap();
+        if id == stale {
+            assert!(matches!(r, Err(JournalError::Conflict(_))), "{r:?}");
+        } else {
+            r.unwrap();
+        }
+    }
+    let s = j.stats().await.unwrap();
+    assert_eq!((s.pending, s.delivered), (1, 59), "{s:?}");
+    assert_eq!(counted(&path), (1, 59, 0));
+    let d = j.get(stale).await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Pending);
+    assert!(d.attempts.is_empty());
+    // 60 accepted + 59 delivered.
+    assert_eq!(verify_chain(&j).await, 119);
+    // The lease holder can still record it.
+    j.record_attempt(
+        stale,
+        attempt(1, AttemptOutcome::Delivered, None),
+        Transition::Delivered {
+            target_ref: "ref".into(),
+        },
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(j.stats().await.unwrap().delivered, 60);
+}
+
+/// When a statement fails after an attempt's guard matched (here: its attempt row already
+/// exists), the group is rolled back and redone one attempt at a time: only that attempt
+/// fails, with nothing of it kept, and its neighbours are recorded.
+#[tokio::test]
+async fn an_attempt_failing_midway_fails_alone_in_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = Arc::new(journal_at(&path).await);
+    for i in 0..40 {
+        j.accept(exchange(&format!("f-{i}")), event("incident.create"))
+            .await
+            .unwrap();
+    }
+    let work = j
+        .claim_due("n1", OffsetDateTime::now_utc(), Duration::from_secs(60), 40)
+        .await
+        .unwrap();
+    let bad = work[9].id;
+    {
+        let c = Connection::open(&path).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c.execute(
+            "INSERT INTO attempts (exchange_id, number, started_at, finished_at, outcome, node)
+             VALUES (?1, 1, 'x', 'x', 'retry', 'other')",
+            [bad.to_string()],
+        )
+        .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for w in &work {
+        let (j, id) = (j.clone(), w.id);
+        tasks.push(tokio::spawn(async move {
+            let r = j
+                .record_attempt(
+                    id,
+                    attempt(1, AttemptOutcome::Parked, Some("rejected")),
+                    Transition::Parked,
+                    Prepared::default(),
+                )
+                .await;
+            (id, r)
+        }));
+    }
+    for t in tasks {
+        let (id, r) = t.await.unwrap();
+        assert_eq!(r.is_err(), id == bad, "{id}: {r:?}");
+    }
+    let s = j.stats().await.unwrap();
+    assert_eq!((s.pending, s.parked), (1, 39), "{s:?}");
+    assert_eq!(counted(&path), (1, 0, 39));
+    let status: String = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT status FROM exchanges WHERE id = ?1",
+            [bad.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(status, "pending", "its update was rolled back");
+    assert_eq!(verify_chain(&j).await, 40 + 39);
+}
+
+/// A replay shares its parent's payload and response instead of copying them; claims, reads
+/// and retention see the same bytes as before, and deleting the parent's payloads by retention
+/// leaves the pending replay's payload whole.
+#[tokio::test]
+async fn a_replay_shares_its_parents_payload_and_keeps_it_through_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = journal_at(&path).await;
+    let mut e = exchange("share-1");
+    e.payload = vec![b'p'; 3000];
+    let (id, payload) = (e.id, e.payload.clone());
+    j.accept(e, event("incident.create")).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    j.claim_due("n1", now, Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    j.record_attempt(
+        id,
+        attempt(1, AttemptOutcome::Parked, Some("rejected")),
+        Transition::Parked,
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    let child = j.replay(id, event("exchange.replay")).await.unwrap();
+    let grandchild_parent = child;
+    // Not copied: the child's row holds no payload of its own.
+    let own: (i64, i64) = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT length(payload), payload_seq FROM exchanges WHERE id = ?1",
+            [child.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(own.0, 0);
+    let p = j.payloads(child).await.unwrap().unwrap();
+    assert_eq!(p.original, payload);
+    assert_eq!(p.response, b"{\"ok\":true}");
+    assert_eq!(
+        j.get(child).await.unwrap().unwrap().payload_bytes,
+        payload.len() as u64
+    );
+    // Parked again and replayed again: the grandchild shares the original's payload too.
+    let work = j
+        .claim_due("n1", OffsetDateTime::now_utc(), Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(work.len(), 1);
+    assert_eq!(
+        work[0].payload, payload,
+        "the claim returns the shared payload"
+    );
+    j.record_attempt(
+        grandchild_parent,
+        attempt(1, AttemptOutcome::Parked, Some("rejected")),
+        Transition::Parked,
+        Prepared::default(),
+    )
+    .await
+    .unwrap();
+    let grandchild = j
+        .replay(grandchild_parent, event("exchange.replay"))
+        .await
+        .unwrap();
+    assert_eq!(
+        j.payloads(grandchild).await.unwrap().unwrap().original,
+        payload
+    );
+
+    // Retention deletes the payloads of the parked parent and child, not of the pending
+    // grandchild, which keeps its bytes.
+    let r = j
+        .apply_retention(
+            &[RetentionPolicy {
+                force: "demo".into(),
+                kind: None,
+                payloads: Some(std::time::Duration::from_secs(60)),
+                metadata: None,
+            }],
+            OffsetDateTime::now_utc() + time::Duration::days(1),
+            event("retention.apply"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.payloads_deleted, 2);
+    assert!(j.payloads(id).await.unwrap().unwrap().original.is_empty());
+    assert!(
+        j.payloads(child)
+            .await
+            .unwrap()
+            .unwrap()
+            .original
+            .is_empty()
+    );
+    let kept = j.payloads(grandchild).await.unwrap().unwrap();
+    assert_eq!(kept.original, payload);
+    assert_eq!(kept.response, b"{\"ok\":true}");
+    let work = j
+        .claim_due("n1", OffsetDateTime::now_utc(), Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].id, grandchild);
+    assert_eq!(work[0].payload, payload);
+}

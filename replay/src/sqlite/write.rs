@@ -169,9 +169,24 @@ fn apply_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
     };
     let start_size = head.frontier.size();
     let mut finishes: Vec<Finish> = Vec::with_capacity(size);
-    for op in batch.drain(..) {
-        finishes.push(apply_op(&tx, &mut head, op));
+    let mut ops = batch.drain(..).peekable();
+    while let Some(op) = ops.next() {
+        match AttemptOp::from_op(op) {
+            Ok(first) => {
+                // Attempts queued one after another are recorded together (`apply_attempts`).
+                let mut group = vec![first];
+                while let Some(Ok(a)) = ops
+                    .next_if(|op| matches!(op, Op::Attempt { .. }))
+                    .map(AttemptOp::from_op)
+                {
+                    group.push(a);
+                }
+                apply_attempts(&tx, &mut head, group, &mut finishes);
+            }
+            Err(op) => finishes.push(apply_op(&tx, &mut head, op)),
+        }
     }
+    drop(ops);
     let saved = if head.frontier.size() == start_size {
         Ok(())
     } else {
@@ -255,6 +270,149 @@ fn fail(op: Op, err: JournalError) {
     }
 }
 
+/// One queued [`Op::Attempt`], taken apart.
+struct AttemptOp {
+    id: Uuid,
+    attempt: Box<Attempt>,
+    transition: Transition,
+    prepared: Box<Prepared>,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+impl AttemptOp {
+    /// The attempt `op` carries, or `op` itself when it is another kind of write.
+    fn from_op(op: Op) -> std::result::Result<Self, Op> {
+        match op {
+            Op::Attempt {
+                id,
+                attempt,
+                transition,
+                prepared,
+                reply,
+            } => Ok(Self {
+                id,
+                attempt,
+                transition,
+                prepared,
+                reply,
+            }),
+            op => Err(op),
+        }
+    }
+}
+
+/// Maintained counts moved by a group of attempts: (force, kind, status) → delta.
+type CountDeltas = std::collections::BTreeMap<(String, String, &'static str), i64>;
+
+/// Records a run of attempts queued one after another (the group commit of delivery outcomes):
+/// all of them inside one savepoint, with the maintained counts moved once for the run, rather
+/// than a savepoint, its sub-journal and four count updates per attempt.
+///
+/// An attempt refused by its guard (not the lease holder, not the next number) has written
+/// nothing, so it is answered with its refusal and the others go on. Should any statement fail
+/// after a guard matched, the whole run is rolled back to its savepoint and every attempt of it
+/// is applied again on its own, each in its own savepoint as before: one failing attempt never
+/// fails its neighbours.
+fn apply_attempts(
+    tx: &Transaction<'_>,
+    head: &mut Head,
+    group: Vec<AttemptOp>,
+    finishes: &mut Vec<Finish>,
+) {
+    let one_by_one = |head: &mut Head, group: Vec<AttemptOp>, finishes: &mut Vec<Finish>| {
+        for a in group {
+            let r = in_savepoint(tx, head, |c, h| {
+                let mut counts = CountDeltas::new();
+                record_attempt(
+                    c,
+                    h,
+                    a.id,
+                    &a.attempt,
+                    &a.transition,
+                    &a.prepared,
+                    &mut counts,
+                )
+                .map_err(AttemptError::into_inner)?;
+                apply_counts(c, &counts)
+            });
+            finishes.push(finish(a.reply, r));
+        }
+    };
+    if group.len() == 1 {
+        return one_by_one(head, group, finishes);
+    }
+    let saved = head.clone();
+    if tx.execute_batch("SAVEPOINT attempts").is_err() {
+        return one_by_one(head, group, finishes);
+    }
+    let mut counts = CountDeltas::new();
+    let mut results = Vec::with_capacity(group.len());
+    let mut failed = false;
+    for a in &group {
+        match record_attempt(
+            tx,
+            head,
+            a.id,
+            &a.attempt,
+            &a.transition,
+            &a.prepared,
+            &mut counts,
+        ) {
+            Ok(()) => results.push(Ok(())),
+            Err(AttemptError::Refused(e)) => results.push(Err(e)),
+            Err(AttemptError::Failed(e)) => {
+                tracing::warn!(error = %e, size = group.len(),
+                    "an attempt of a group failed; recording the group one attempt at a time");
+                failed = true;
+                break;
+            }
+        }
+    }
+    if !failed && let Err(e) = apply_counts(tx, &counts) {
+        tracing::warn!(error = %e, "counts of an attempt group not saved; retrying one by one");
+        failed = true;
+    }
+    if !failed && tx.execute_batch("RELEASE attempts").is_err() {
+        failed = true;
+    }
+    if failed {
+        *head = saved;
+        let _ = tx.execute_batch("ROLLBACK TO attempts; RELEASE attempts");
+        return one_by_one(head, group, finishes);
+    }
+    for (a, r) in group.into_iter().zip(results) {
+        finishes.push(finish(a.reply, r));
+    }
+}
+
+/// Applies count deltas gathered by [`record_attempt`].
+fn apply_counts(c: &Connection, counts: &CountDeltas) -> Result<()> {
+    for ((force, kind, status), n) in counts {
+        if *n != 0 {
+            bump(c, force, kind, status, *n)?;
+        }
+    }
+    Ok(())
+}
+
+/// Why [`record_attempt`] did not record an attempt.
+enum AttemptError {
+    /// Refused before writing anything: another node holds the lease, or the attempt number is
+    /// stale, or the exchange is gone.
+    Refused(JournalError),
+    /// A statement failed after the attempt's guard matched: its writes so far must be rolled
+    /// back.
+    Failed(JournalError),
+}
+
+impl AttemptError {
+    fn into_inner(self) -> JournalError {
+        match self {
+            Self::Refused(e) | Self::Failed(e) => e,
+        }
+    }
+}
+
 /// Runs `f` inside a savepoint; on error rolls back its writes and restores the audit head.
 fn in_savepoint<T>(
     tx: &Transaction<'_>,
@@ -308,17 +466,12 @@ fn apply_op(tx: &Transaction<'_>, head: &mut Head, op: Op) -> Finish {
             let r = claim(tx, &request);
             finish(reply, r)
         }
-        Op::Attempt {
-            id,
-            attempt,
-            transition,
-            prepared,
-            reply,
-        } => {
-            let r = in_savepoint(tx, head, |c, h| {
-                record_attempt(c, h, id, &attempt, &transition, &prepared)
-            });
-            finish(reply, r)
+        op @ Op::Attempt { .. } => {
+            let mut finishes = Vec::with_capacity(1);
+            if let Ok(a) = AttemptOp::from_op(op) {
+                apply_attempts(tx, head, vec![a], &mut finishes);
+            }
+            finishes.pop().unwrap_or_else(|| Box::new(|_| {}))
         }
         Op::Exec(run) => run(Ok((tx, head))),
         // The writer runs these between batches; should one reach a batch, a savepoint keeps
@@ -520,7 +673,9 @@ pub(crate) const CLAIM_SQL: &str = "UPDATE exchanges SET lease_owner = ?1, lease
                   AND o.case_ref = e.case_ref AND o.seq < e.seq))
      ORDER BY e.next_attempt_ms LIMIT ?4)
  RETURNING id, force, kind, target_system, idempotency_key, correlation_id, attempts,
-           payload, parent_id, requested_mapping";
+           coalesce((SELECT p.payload FROM exchanges p WHERE p.seq = exchanges.payload_seq),
+                    payload),
+           parent_id, requested_mapping";
 
 fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<WorkItem>> {
     let now_ms = millis(req.now);
@@ -628,7 +783,8 @@ fn record_attempt(
     a: &Attempt,
     t: &Transition,
     p: &Prepared,
-) -> Result<()> {
+    counts: &mut CountDeltas,
+) -> std::result::Result<(), AttemptError> {
     let id_s = id.to_string();
     let now_ms = millis(OffsetDateTime::now_utc());
     let (status, next_ms, target_ref) = match t {
@@ -636,7 +792,9 @@ fn record_attempt(
         Transition::RetryAt(at) => ("pending", Some(millis(*at)), None),
         Transition::Parked => ("parked", None, None),
     };
-    // Only the lease holder, for the next attempt number: a stale node is refused.
+    // Only the lease holder, for the next attempt number: a stale node is refused. A failing
+    // statement changes nothing (SQLite undoes it whole), so until this one has matched a row
+    // nothing has been written.
     let row: Option<(String, String, String, String)> = c
         .prepare_cached(
             "UPDATE exchanges SET status = ?2, attempts = ?3, next_attempt_ms = ?4,
@@ -648,54 +806,64 @@ fn record_attempt(
                  mapping_version = coalesce(?11, mapping_version)
              WHERE id = ?1 AND status = 'pending' AND lease_owner = ?12 AND attempts = ?3 - 1
              RETURNING force, kind, correlation_id, target_system",
-        )?
-        .query_row(
-            params![
-                id_s,
-                status,
-                a.number,
-                next_ms,
-                now_ms,
-                a.error_class,
-                a.detail,
-                target_ref,
-                p.canonical,
-                p.target_payload,
-                p.mapping_version,
-                a.node,
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
-        .optional()?;
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![
+                    id_s,
+                    status,
+                    a.number,
+                    next_ms,
+                    now_ms,
+                    a.error_class,
+                    a.detail,
+                    target_ref,
+                    p.canonical,
+                    p.target_payload,
+                    p.mapping_version,
+                    a.node,
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+        })
+        .map_err(|e| AttemptError::Failed(e.into()))?;
     let Some((force, kind, corr, target)) = row else {
-        return Err(attempt_conflict(c, id, a)?);
+        return Err(AttemptError::Refused(
+            attempt_conflict(c, id, a).unwrap_or_else(|e| e),
+        ));
     };
-    c.prepare_cached(
-        "INSERT INTO attempts (exchange_id, number, started_at, finished_at, outcome, error_class,
-                               detail, http_status, node)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        id_s,
-        a.number,
-        rfc3339(a.started_at),
-        rfc3339(a.finished_at),
-        a.outcome.as_str(),
-        a.error_class,
-        a.detail,
-        a.http_status,
-        a.node,
-    ])?;
-    if status != "pending" {
-        bump(c, &force, &kind, "pending", -1)?;
-        bump(c, &force, &kind, status, 1)?;
-        append_audit(
-            c,
-            head,
-            &crate::ops::outcome_event(id, a, t, force, &kind, corr, &target),
-        )?;
-    }
-    Ok(())
+    let rest = || -> Result<()> {
+        c.prepare_cached(
+            "INSERT INTO attempts (exchange_id, number, started_at, finished_at, outcome,
+                                   error_class, detail, http_status, node)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            id_s,
+            a.number,
+            rfc3339(a.started_at),
+            rfc3339(a.finished_at),
+            a.outcome.as_str(),
+            a.error_class,
+            a.detail,
+            a.http_status,
+            a.node,
+        ])?;
+        if status != "pending" {
+            append_audit(
+                c,
+                head,
+                &crate::ops::outcome_event(id, a, t, force.clone(), &kind, corr, &target),
+            )?;
+            *counts
+                .entry((force.clone(), kind.clone(), "pending"))
+                .or_default() -= 1;
+            *counts.entry((force, kind, status)).or_default() += 1;
+        }
+        Ok(())
+    };
+    rest().map_err(AttemptError::Failed)
 }
 
 /// Why an attempt was refused, as a [`JournalError`].
