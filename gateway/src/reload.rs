@@ -10,9 +10,10 @@
 //! exchanges already delivered keep the version their attempt recorded), `delivery` (the
 //! dispatcher is restarted with the new policy — pause and unpause included — once the old one
 //! has finished what it started) and `log.level`. Other sections (`http`, `journal`,
-//! `log.format`) are read and checked but need a restart; the answer names those that differ. A force added by a reload gets change detection, deliveries and iHub
-//! submissions (routed by its `ihub_force_id`) at once; a force removed by a reload gets no new
-//! submissions (422 unknown force), and what it had journalled stays.
+//! `log.format`) are read and checked but need a restart; the answer names those that differ.
+//! A force added by a reload gets change detection, deliveries and iHub submissions (routed by
+//! its `ihub_force_id`) at once; a force removed by a reload gets no new submissions (422
+//! unknown force), and what it had journalled stays.
 
 use crate::{
     config::{Config, ConfigError, ForceConfig, SIM_ATHENA, SIM_DAMS},
