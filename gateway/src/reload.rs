@@ -101,8 +101,21 @@ pub struct Reloader {
 pub struct Sims {
     /// The Athena simulator's base URL.
     pub athena: Option<String>,
-    /// The DAMS simulator: base URL, token URL, client id, client secret.
-    pub dams: Option<(String, String, String, String)>,
+    /// The DAMS simulator.
+    pub dams: Option<SimDams>,
+}
+
+/// How to reach the in-process DAMS simulator.
+#[derive(Debug, Clone)]
+pub struct SimDams {
+    /// API base URL.
+    pub base_url: String,
+    /// OAuth2 token endpoint.
+    pub token_url: String,
+    /// The client id its token endpoint accepts.
+    pub client_id: String,
+    /// That client's secret (made afresh at each start).
+    pub client_secret: String,
 }
 
 /// Replaces `sim://athena` and `sim://dams` with the in-process simulators' URLs (and, for the
@@ -125,11 +138,11 @@ pub fn resolve_sims(config: &mut Config, sims: &Sims) -> Result<(), Vec<String>>
             && (d.base_url == SIM_DAMS || d.token_url == SIM_DAMS)
         {
             match &sims.dams {
-                Some((base, token, id, secret)) => {
-                    d.base_url = base.clone();
-                    d.token_url = token.clone();
-                    d.client_id = id.clone();
-                    d.client_secret = secret.clone().into();
+                Some(sim) => {
+                    d.base_url = sim.base_url.clone();
+                    d.token_url = sim.token_url.clone();
+                    d.client_id = sim.client_id.clone();
+                    d.client_secret = sim.client_secret.clone().into();
                 }
                 None => problems.push(format!(
                     "forces.{key}.evidence.base_url is {SIM_DAMS} but simulators.dams is not set"

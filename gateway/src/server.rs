@@ -69,8 +69,13 @@ impl Gateway {
         let sims = crate::reload::Sims {
             athena: athena_sim.as_ref().map(AthenaSim::base_url),
             dams: dams_sim.as_ref().map(|d| {
-                let (id, secret) = d.credentials();
-                (d.base_url(), d.token_url(), id, secret)
+                let (client_id, client_secret) = d.credentials();
+                crate::reload::SimDams {
+                    base_url: d.base_url(),
+                    token_url: d.token_url(),
+                    client_id,
+                    client_secret,
+                }
             }),
         };
         crate::reload::resolve_sims(&mut config, &sims)
