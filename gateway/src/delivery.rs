@@ -64,11 +64,22 @@ type ForceMap = BTreeMap<String, Arc<ForceRuntime>>;
 /// swapped whole while running (configuration reload); a delivery uses the runtimes current
 /// when it started.
 pub struct Pipeline {
-    forces: std::sync::RwLock<Arc<ForceMap>>,
-    /// The shared mappings (built-in specs with the `[mappings] current` pins); replaced with
-    /// the forces on a reload.
-    mappings: std::sync::RwLock<Arc<mappings::Mappings>>,
+    live: std::sync::RwLock<Arc<Live>>,
     breakers: Breakers,
+}
+
+/// What a reload replaces, in one piece: the force runtimes and the mappings they share (the
+/// built-in specs with the `[mappings] current` pins).
+struct Live {
+    forces: ForceMap,
+    mappings: Arc<mappings::Mappings>,
+}
+
+impl Live {
+    fn new(forces: BTreeMap<String, ForceRuntime>, mappings: Arc<mappings::Mappings>) -> Self {
+        let forces = forces.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        Self { forces, mappings }
+    }
 }
 
 /// Whether an exchange kind is an NMPP domain event for the national platform (not, say, an
@@ -80,16 +91,14 @@ pub fn is_event_kind(kind: &str) -> bool {
 impl Pipeline {
     /// A pipeline over these forces.
     pub fn new(forces: BTreeMap<String, ForceRuntime>, mappings: Arc<mappings::Mappings>) -> Self {
-        let forces = forces.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         Self {
-            forces: std::sync::RwLock::new(Arc::new(forces)),
-            mappings: std::sync::RwLock::new(mappings),
+            live: std::sync::RwLock::new(Arc::new(Live::new(forces, mappings))),
             breakers: Breakers::default(),
         }
     }
 
-    fn current(&self) -> Arc<ForceMap> {
-        self.forces
+    fn current(&self) -> Arc<Live> {
+        self.live
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -97,36 +106,31 @@ impl Pipeline {
 
     /// Replaces every force runtime and the shared mappings at once (configuration reload).
     pub fn swap(&self, forces: BTreeMap<String, ForceRuntime>, mappings: Arc<mappings::Mappings>) {
-        let forces: ForceMap = forces.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        let live = Arc::new(Live::new(forces, mappings));
         *self
-            .mappings
+            .live
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = mappings;
-        *self
-            .forces
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(forces);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = live;
     }
 
     /// One force's runtime.
     pub fn force(&self, force: &str) -> Option<Arc<ForceRuntime>> {
-        self.current().get(force).cloned()
+        self.current().forces.get(force).cloned()
     }
 
     /// The mappings the pipeline uses for forces without their own.
     pub fn mappings(&self) -> Arc<mappings::Mappings> {
-        self.mappings
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.current().mappings.clone()
     }
 
     /// The mappings `force`'s exchanges go through: its own (`forces.X.mappings`) or the shared
     /// ones.
     pub fn mappings_of(&self, force: &str) -> Arc<mappings::Mappings> {
-        self.force(force)
+        let live = self.current();
+        live.forces
+            .get(force)
             .and_then(|rt| rt.mappings.clone())
-            .unwrap_or_else(|| self.mappings())
+            .unwrap_or_else(|| live.mappings.clone())
     }
 
     /// The circuit breaker of every target.
@@ -138,6 +142,7 @@ impl Pipeline {
     /// configuration reload is routed at once).
     pub fn force_for_ihub_id(&self, ihub_force_id: u32) -> Option<String> {
         self.current()
+            .forces
             .iter()
             .find(|(_, rt)| rt.ihub_force_id == Some(ihub_force_id))
             .map(|(key, _)| key.clone())
@@ -145,12 +150,13 @@ impl Pipeline {
 
     /// The target system name of a force's submissions.
     pub fn target_of(&self, force: &str) -> Option<&'static str> {
-        self.current().get(force).map(|f| f.records.name())
+        self.current().forces.get(force).map(|f| f.records.name())
     }
 
     /// Every force and its adapters (as they are now).
     pub fn forces(&self) -> std::vec::IntoIter<(String, Arc<ForceRuntime>)> {
         self.current()
+            .forces
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<Vec<_>>()

@@ -425,24 +425,31 @@ impl Reloader {
     async fn apply(&self, source: ConfigSource) -> Result<ReloadReport, ReloadError> {
         let mut config = source().map_err(|ConfigError::Invalid(m)| ReloadError::Invalid(m))?;
         resolve_sims(&mut config, &self.sims).map_err(ReloadError::Invalid)?;
-        // The shared mappings are built again with the new pins (the built-in specs are
-        // checked once more, which costs a few milliseconds), before anything is swapped.
-        let shared = Arc::new(
-            config
-                .mappings
-                .load()
-                .map_err(|e| ReloadError::Invalid(vec![e]))?,
-        );
+        // Reloads take turns: the running configuration is what this one is compared with.
+        let mut running = self.running.lock().await;
+        let differs = |a: &dyn erased::Ser, b: &dyn erased::Ser| a.json() != b.json();
+        let mut report = ReloadReport {
+            forces: config.forces.keys().cloned().collect(),
+            mappings_reloaded: differs(&running.config.mappings, &config.mappings),
+            delivery_reloaded: differs(&running.config.delivery, &config.delivery),
+            ..ReloadReport::default()
+        };
+        // New pins: the shared mappings are built again, before anything is swapped.
+        let shared = if report.mappings_reloaded {
+            Arc::new(
+                config
+                    .mappings
+                    .load()
+                    .map_err(|e| ReloadError::Invalid(vec![e]))?,
+            )
+        } else {
+            self.pipeline.mappings()
+        };
         let forces = build_forces(&config, &shared)
             .await
             .map_err(ReloadError::Invalid)?;
 
-        let mut running = self.running.lock().await;
         let old = &running.config;
-        let mut report = ReloadReport {
-            forces: config.forces.keys().cloned().collect(),
-            ..ReloadReport::default()
-        };
         for (key, f) in &config.forces {
             if let Some(before) = old.forces.get(key) {
                 let (a, b) = (kind(&before.records), kind(&f.records));
@@ -454,7 +461,6 @@ impl Reloader {
                 report.detecting.push(key.clone());
             }
         }
-        let differs = |a: &dyn erased::Ser, b: &dyn erased::Ser| a.json() != b.json();
         for (name, changed) in [
             ("http", differs(&old.http, &config.http)),
             ("journal", differs(&old.journal, &config.journal)),
@@ -464,8 +470,6 @@ impl Reloader {
                 report.restart_needed.push(name.to_owned());
             }
         }
-        report.mappings_reloaded = differs(&old.mappings, &config.mappings);
-        report.delivery_reloaded = differs(&old.delivery, &config.delivery);
         // Stop detection on the old runtimes before the new ones start, so one force is never
         // polled by two detectors of this node at once.
         // Built before anything is swapped, so a bad `auth` section changes nothing.

@@ -57,7 +57,6 @@ impl Gateway {
             Some(listen) => Some(
                 DamsSim::start(DamsSimOptions {
                     listen,
-                    client_id: "nmpp-gateway".into(),
                     client_secret: uuid::Uuid::new_v4().simple().to_string(),
                     ..Default::default()
                 })
