@@ -234,6 +234,16 @@ impl Pace {
         })
     }
 
+    /// How many exchanges a step may take: `limit`, or less when `pace` allows fewer children
+    /// now; `None` when it allows none (the step changes nothing).
+    pub(crate) fn limit(pace: Option<Pace>, limit: usize) -> Option<usize> {
+        match pace {
+            Some(p) if p.allowed == 0 => None,
+            Some(p) => Some(limit.min(p.allowed)),
+            None => Some(limit),
+        }
+    }
+
     /// The clock after a step that created `children` (at most [`Pace::allowed`]): moved on by
     /// their share of a second, rounded up, so that the rate is never exceeded.
     pub(crate) fn after(&self, children: usize) -> i64 {

@@ -273,17 +273,13 @@ pub(super) async fn run_job(
     // above makes the nodes take turns with the clock).
     let now = OffsetDateTime::now_utc();
     let pace = ops::Pace::at(job.options.rate_per_sec, cur.get(2), ops::millis(now));
-    let limit = match pace {
-        Some(p) if p.allowed == 0 => {
-            let step = ReplayStep {
-                children: Vec::new(),
-                skipped: 0,
-                job,
-            };
-            return Ok((step, Vec::new()));
-        }
-        Some(p) => limit.min(p.allowed),
-        None => limit,
+    let Some(limit) = ops::Pace::limit(pace, limit) else {
+        let step = ReplayStep {
+            children: Vec::new(),
+            skipped: 0,
+            job,
+        };
+        return Ok((step, Vec::new()));
     };
     let d = sql::Dialect::Postgres;
     let mut w = sql::filter(d, &job.filter, "");

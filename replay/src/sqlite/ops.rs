@@ -243,16 +243,12 @@ pub(super) fn run_job(
         paced_ms,
         millis(OffsetDateTime::now_utc()),
     );
-    let limit = match pace {
-        Some(p) if p.allowed == 0 => {
-            return Ok(ReplayStep {
-                children: Vec::new(),
-                skipped: 0,
-                job,
-            });
-        }
-        Some(p) => limit.min(p.allowed),
-        None => limit,
+    let Some(limit) = ops::Pace::limit(pace, limit) else {
+        return Ok(ReplayStep {
+            children: Vec::new(),
+            skipped: 0,
+            job,
+        });
     };
     let d = sql::Dialect::Sqlite;
     let mut w = sql::filter(d, &job.filter, "");
