@@ -227,7 +227,7 @@ impl Pipeline {
         if item.kind == crate::evidence::KIND {
             return crate::evidence::deliver(&rt, item, timeout).await;
         }
-        let sdm: serde_json::Value = match serde_json::from_slice(&item.payload) {
+        let sdm = match mappings::Source::parse(&item.payload) {
             Ok(v) => v,
             Err(e) => {
                 let e = AdapterError::new(
@@ -238,7 +238,7 @@ impl Pipeline {
             }
         };
         let mappings = rt.mappings.clone().unwrap_or_else(|| self.mappings());
-        let nmpp = match mappings.sdm_to_nmpp(&sdm) {
+        let nmpp = match mappings.sdm_source_to_nmpp(&sdm) {
             Ok(v) => v,
             Err(e) => {
                 return (

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::error::MappingError;
+use crate::input::{self, In};
 use crate::path::{Chain, Path, Root, Step, Target};
 use crate::spec::SpecDef;
 use crate::transform::Transform;
@@ -212,7 +213,7 @@ impl Codes {
 /// Index of a JSON:API compound document: every entity, and every link between them, found
 /// once per run so that `->rel` and `<-rel` are list walks instead of searches.
 struct JsonApi<'a> {
-    entities: Vec<&'a Value>,
+    entities: Vec<&'a In<'a>>,
     /// Entity addresses, sorted, with their index (the engine holds references into the
     /// document, so an entity is recognised by address without comparing ids).
     by_address: Vec<(usize, usize)>,
@@ -222,19 +223,13 @@ struct JsonApi<'a> {
     inbound: Vec<Vec<(&'a str, usize)>>,
 }
 
-/// Objects up to this many members are searched by scanning: for the small objects documents
-/// are made of, comparing keys is cheaper than hashing the one looked for (serde_json's map
-/// hashes with SipHash).
-const SCAN_MEMBERS: usize = 32;
-
-/// `v[key]` when `v` is an object (what `Value::get` does, without hashing small objects).
+/// `v[key]` when `v` is an object (keys are unique: see [`input`]).
 #[inline]
-pub(crate) fn member<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
+pub(crate) fn member<'v, 't>(v: &'v In<'t>, key: &str) -> Option<&'v In<'t>> {
     match v {
-        Value::Object(map) if map.len() <= SCAN_MEMBERS => {
-            map.iter().find_map(|(k, v)| same_key(k, key).then_some(v))
-        }
-        Value::Object(map) => map.get(key),
+        In::Object(members) => members
+            .iter()
+            .find_map(|(k, v)| same_key(k, key).then_some(v)),
         _ => None,
     }
 }
@@ -273,34 +268,34 @@ fn word(b: &[u8], at: usize) -> u64 {
     u64::from_ne_bytes(w)
 }
 
-fn key_of(v: &Value) -> Option<(&str, &str)> {
+fn key_of<'v>(v: &'v In<'_>) -> Option<(&'v str, &'v str)> {
     Some((member(v, "type")?.as_str()?, member(v, "id")?.as_str()?))
 }
 
-fn linkages(rel: &Value) -> impl Iterator<Item = &Value> {
+fn linkages<'v, 't>(rel: &'v In<'t>) -> impl Iterator<Item = &'v In<'t>> {
     let data = member(rel, "data");
     let (one, many) = match data {
-        Some(Value::Array(items)) => (None, Some(items.iter())),
-        Some(v @ Value::Object(_)) => (Some(v), None),
+        Some(In::Array(items)) => (None, Some(items.iter())),
+        Some(v @ In::Object(_)) => (Some(v), None),
         _ => (None, None),
     };
     one.into_iter().chain(many.into_iter().flatten())
 }
 
-fn address(v: &Value) -> usize {
+fn address(v: &In<'_>) -> usize {
     std::ptr::from_ref(v) as usize
 }
 
 impl<'a> JsonApi<'a> {
-    fn new(doc: &'a Value) -> Self {
-        let mut entities: Vec<&'a Value> = Vec::new();
+    fn new(doc: &'a In<'a>) -> Self {
+        let mut entities: Vec<&'a In<'a>> = Vec::new();
         if let Some(data) = member(doc, "data") {
             match data {
-                Value::Array(items) => entities.extend(items.iter()),
+                In::Array(items) => entities.extend(items.iter()),
                 v => entities.push(v),
             }
         }
-        if let Some(Value::Array(items)) = member(doc, "included") {
+        if let Some(In::Array(items)) = member(doc, "included") {
             entities.extend(items.iter());
         }
         let mut keys: Vec<(&'a str, &'a str, usize)> = entities
@@ -317,12 +312,12 @@ impl<'a> JsonApi<'a> {
         let mut outbound = vec![Vec::new(); entities.len()];
         let mut inbound = vec![Vec::new(); entities.len()];
         for (from, entity) in entities.iter().enumerate() {
-            if let Some(Value::Object(rels)) = member(entity, "relationships") {
-                for (reason, rel) in rels {
+            if let Some(In::Object(rels)) = member(entity, "relationships") {
+                for (reason, rel) in rels.iter() {
                     for link in linkages(rel) {
                         if let Some(to) = key_of(link).and_then(|(t, id)| find(t, id)) {
-                            outbound[from].push((reason.as_str(), to));
-                            inbound[to].push((reason.as_str(), from));
+                            outbound[from].push((reason, to));
+                            inbound[to].push((reason, from));
                         }
                     }
                 }
@@ -343,7 +338,7 @@ impl<'a> JsonApi<'a> {
     }
 
     /// The index of entity `v` (by address), if `v` is one of the document's entities.
-    fn index_of(&self, v: &Value) -> Option<usize> {
+    fn index_of(&self, v: &In<'_>) -> Option<usize> {
         let a = address(v);
         self.by_address
             .binary_search_by_key(&a, |(addr, _)| *addr)
@@ -428,8 +423,8 @@ impl<T> IntoIterator for Few<T> {
 
 /// One produced value, with the source value it came from (to locate errors).
 struct Produced<'a> {
-    value: Cow<'a, Value>,
-    origin: Option<&'a Value>,
+    value: Leaf<'a>,
+    origin: Option<&'a In<'a>>,
 }
 
 /// The members of a target object under construction, in the order they were first written.
@@ -454,33 +449,105 @@ pub(crate) enum Node<'a> {
 /// and stored often).
 #[derive(Debug)]
 pub(crate) enum Leaf<'a> {
-    Borrowed(&'a Value),
+    /// Part of the source document.
+    Source(&'a In<'a>),
+    /// A constant, default or code-table value of the spec.
+    Spec(&'a Value),
     Owned(Box<Value>),
 }
 
 impl<'a> Leaf<'a> {
-    fn into_cow(self) -> Cow<'a, Value> {
+    pub(crate) fn owned(v: Value) -> Self {
+        Leaf::Owned(Box::new(v))
+    }
+
+    /// The value as a `serde_json::Value` (a source value is copied).
+    pub(crate) fn into_json(self) -> Cow<'a, Value> {
         match self {
-            Leaf::Borrowed(v) => Cow::Borrowed(v),
+            Leaf::Source(v) => Cow::Owned(input::to_json(v)),
+            Leaf::Spec(v) => Cow::Borrowed(v),
             Leaf::Owned(v) => Cow::Owned(*v),
         }
     }
 
-    fn into_owned(self) -> Value {
+    /// The value as a `serde_json::Value`, borrowed where it is one.
+    pub(crate) fn json(&self) -> Cow<'_, Value> {
         match self {
-            Leaf::Borrowed(v) => v.clone(),
-            Leaf::Owned(v) => *v,
+            Leaf::Source(v) => Cow::Owned(input::to_json(v)),
+            Leaf::Spec(v) => Cow::Borrowed(v),
+            Leaf::Owned(v) => Cow::Borrowed(v),
         }
     }
-}
 
-impl std::ops::Deref for Leaf<'_> {
-    type Target = Value;
+    fn into_owned(self) -> Value {
+        self.into_json().into_owned()
+    }
 
-    fn deref(&self) -> &Value {
+    /// The text of a string.
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
-            Leaf::Borrowed(v) => v,
-            Leaf::Owned(v) => v,
+            Leaf::Source(v) => v.as_str(),
+            Leaf::Spec(v) => v.as_str(),
+            Leaf::Owned(v) => v.as_str(),
+        }
+    }
+
+    /// The text of a string, number or boolean ([`values::scalar_text`]).
+    pub(crate) fn scalar_text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Leaf::Source(v) => input::scalar_text(v),
+            Leaf::Spec(v) => values::scalar_text(v),
+            Leaf::Owned(v) => values::scalar_text(v),
+        }
+    }
+
+    /// [`values::as_bool`].
+    pub(crate) fn as_bool(&self) -> Option<bool> {
+        match self {
+            Leaf::Source(v) => input::as_bool(v),
+            Leaf::Spec(v) => values::as_bool(v),
+            Leaf::Owned(v) => values::as_bool(v),
+        }
+    }
+
+    pub(crate) fn is_boolean(&self) -> bool {
+        match self {
+            Leaf::Source(v) => v.is_bool(),
+            Leaf::Spec(v) => v.is_boolean(),
+            Leaf::Owned(v) => v.is_boolean(),
+        }
+    }
+
+    /// [`values::is_absent`].
+    pub(crate) fn is_absent(&self) -> bool {
+        match self {
+            Leaf::Source(v) => input::is_absent(v),
+            Leaf::Spec(v) => values::is_absent(v),
+            Leaf::Owned(v) => values::is_absent(v),
+        }
+    }
+
+    fn is_null(&self) -> bool {
+        match self {
+            Leaf::Source(v) => v.is_null(),
+            Leaf::Spec(v) => v.is_null(),
+            Leaf::Owned(v) => v.is_null(),
+        }
+    }
+
+    fn is_object(&self) -> bool {
+        match self {
+            Leaf::Source(v) => v.is_object(),
+            Leaf::Spec(v) => v.is_object(),
+            Leaf::Owned(v) => v.is_object(),
+        }
+    }
+
+    pub(crate) fn is_array(&self) -> bool {
+        match self {
+            Leaf::Source(v) => v.is_array(),
+            Leaf::Spec(v) => v.is_array(),
+            Leaf::Owned(v) => v.is_array(),
         }
     }
 }
@@ -488,8 +555,18 @@ impl std::ops::Deref for Leaf<'_> {
 impl<'a> From<Cow<'a, Value>> for Leaf<'a> {
     fn from(v: Cow<'a, Value>) -> Self {
         match v {
-            Cow::Borrowed(v) => Leaf::Borrowed(v),
-            Cow::Owned(v) => Leaf::Owned(Box::new(v)),
+            Cow::Borrowed(v) => Leaf::Spec(v),
+            Cow::Owned(v) => Leaf::owned(v),
+        }
+    }
+}
+
+impl serde::Serialize for Leaf<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Leaf::Source(v) => v.serialize(s),
+            Leaf::Spec(v) => v.serialize(s),
+            Leaf::Owned(v) => v.serialize(s),
         }
     }
 }
@@ -498,37 +575,48 @@ impl<'a> From<Cow<'a, Value>> for Leaf<'a> {
 static NULL: Value = Value::Null;
 
 impl<'a> Node<'a> {
-    /// A leaf borrowing `v`.
-    pub(crate) fn borrowed(v: &'a Value) -> Self {
-        Node::Leaf(Leaf::Borrowed(v))
+    /// A leaf borrowing spec value `v`.
+    pub(crate) fn spec(v: &'a Value) -> Self {
+        Node::Leaf(Leaf::Spec(v))
+    }
+
+    /// A leaf borrowing source value `v`.
+    pub(crate) fn source(v: &'a In<'a>) -> Self {
+        Node::Leaf(Leaf::Source(v))
     }
 
     /// A leaf owning `v`.
     pub(crate) fn owned(v: Value) -> Self {
-        Node::Leaf(Leaf::Owned(Box::new(v)))
+        Node::Leaf(Leaf::owned(v))
     }
 
     /// A leaf object or array turned into a node that can be written into (its members or
     /// items become leaves); anything else unchanged.
-    fn open(v: Cow<'a, Value>) -> Self {
+    fn open(v: Leaf<'a>) -> Self {
         match v {
-            Cow::Borrowed(Value::Object(map)) => Node::Object(
+            Leaf::Source(In::Object(members)) => Node::Object(
+                members
+                    .iter()
+                    .map(|(k, v)| (Cow::Borrowed(k), Node::source(v)))
+                    .collect(),
+            ),
+            Leaf::Source(In::Array(items)) => Node::Array(items.iter().map(Node::source).collect()),
+            Leaf::Spec(Value::Object(map)) => Node::Object(
                 map.iter()
-                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Node::borrowed(v)))
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Node::spec(v)))
                     .collect(),
             ),
-            Cow::Owned(Value::Object(map)) => Node::Object(
-                map.into_iter()
-                    .map(|(k, v)| (Cow::Owned(k), Node::owned(v)))
-                    .collect(),
-            ),
-            Cow::Borrowed(Value::Array(items)) => {
-                Node::Array(items.iter().map(Node::borrowed).collect())
-            }
-            Cow::Owned(Value::Array(items)) => {
-                Node::Array(items.into_iter().map(Node::owned).collect())
-            }
-            other => Node::Leaf(other.into()),
+            Leaf::Spec(Value::Array(items)) => Node::Array(items.iter().map(Node::spec).collect()),
+            Leaf::Owned(v) => match *v {
+                Value::Object(map) => Node::Object(
+                    map.into_iter()
+                        .map(|(k, v)| (Cow::Owned(k), Node::owned(v)))
+                        .collect(),
+                ),
+                Value::Array(items) => Node::Array(items.into_iter().map(Node::owned).collect()),
+                other => Node::owned(other),
+            },
+            other => Node::Leaf(other),
         }
     }
 
@@ -537,8 +625,8 @@ impl<'a> Node<'a> {
         if let Node::Leaf(v) = self
             && (v.is_object() || v.is_array())
         {
-            let v = std::mem::replace(v, Leaf::Borrowed(&NULL));
-            *self = Node::open(v.into_cow());
+            let v = std::mem::replace(v, Leaf::Spec(&NULL));
+            *self = Node::open(v);
         }
     }
 
@@ -564,7 +652,7 @@ impl<'a> Node<'a> {
     pub(crate) fn into_members(self) -> Result<Members<'a>, Self> {
         match self {
             Node::Object(members) => Ok(members),
-            Node::Leaf(v) if v.is_object() => match Node::open(v.into_cow()) {
+            Node::Leaf(v) if v.is_object() => match Node::open(v) {
                 Node::Object(members) => Ok(members),
                 other => Err(other),
             },
@@ -701,6 +789,49 @@ impl serde::Serialize for Node<'_> {
     }
 }
 
+impl XmlTree for Leaf<'_> {
+    fn write_element<'v>(
+        &'v self,
+        w: &mut XmlWriter<'v>,
+        name: &'v str,
+        depth: usize,
+    ) -> Result<(), XmlError> {
+        match self {
+            Leaf::Source(v) => v.write_element(w, name, depth),
+            Leaf::Spec(v) => v.write_element(w, name, depth),
+            Leaf::Owned(v) => v.write_element(w, name, depth),
+        }
+    }
+
+    fn write_root<'v>(&'v self, w: &mut XmlWriter<'v>, root: &'v str) -> Result<(), XmlError> {
+        match self {
+            Leaf::Source(v) => v.write_root(w, root),
+            Leaf::Spec(v) => v.write_root(w, root),
+            Leaf::Owned(v) => v.write_root(w, root),
+        }
+    }
+
+    fn scalar(&self) -> Option<Cow<'_, str>> {
+        self.scalar_text()
+    }
+
+    fn is_null(&self) -> bool {
+        Leaf::is_null(self)
+    }
+
+    fn is_array(&self) -> bool {
+        Leaf::is_array(self)
+    }
+
+    fn is_nothing(&self) -> bool {
+        match self {
+            Leaf::Source(v) => XmlTree::is_nothing(*v),
+            Leaf::Spec(v) => XmlTree::is_nothing(*v),
+            Leaf::Owned(v) => XmlTree::is_nothing(&**v),
+        }
+    }
+}
+
 impl XmlTree for Node<'_> {
     fn write_element<'v>(
         &'v self,
@@ -737,7 +868,7 @@ impl XmlTree for Node<'_> {
 
     fn scalar(&self) -> Option<Cow<'_, str>> {
         match self {
-            Node::Leaf(v) => values::scalar_text(v),
+            Node::Leaf(v) => v.scalar_text(),
             _ => None,
         }
     }
@@ -756,7 +887,7 @@ impl XmlTree for Node<'_> {
 
     fn is_nothing(&self) -> bool {
         match self {
-            Node::Leaf(v) => XmlTree::is_nothing(&**v),
+            Node::Leaf(v) => XmlTree::is_nothing(v),
             Node::Array(items) => items.iter().all(XmlTree::is_null),
             Node::Object(_) => false,
         }
@@ -766,7 +897,7 @@ impl XmlTree for Node<'_> {
 /// The item stack of nested `for_each` rules.
 #[derive(Clone, Copy)]
 pub(crate) struct Frame<'a, 'f> {
-    item: &'a Value,
+    item: &'a In<'a>,
     alias: Option<&'f str>,
     parent: Option<&'f Frame<'a, 'f>>,
 }
@@ -774,20 +905,20 @@ pub(crate) struct Frame<'a, 'f> {
 /// One run of a spec over one document.
 pub(crate) struct Run<'a> {
     spec: &'a Spec,
-    doc: &'a Value,
-    lets: Vec<Few<&'a Value>>,
+    doc: &'a In<'a>,
+    lets: Vec<Few<&'a In<'a>>>,
     api: Option<JsonApi<'a>>,
 }
 
 /// Finds the JSON Pointer of `target` (by address) inside `root`.
-fn pointer_of(root: &Value, target: &Value) -> Option<String> {
-    fn walk(v: &Value, target: &Value, path: &mut Vec<String>) -> bool {
+fn pointer_of(root: &In<'_>, target: &In<'_>) -> Option<String> {
+    fn walk(v: &In<'_>, target: &In<'_>, path: &mut Vec<String>) -> bool {
         if std::ptr::eq(v, target) {
             return true;
         }
         match v {
-            Value::Object(map) => {
-                for (k, child) in map {
+            In::Object(members) => {
+                for (k, child) in members.iter() {
                     path.push(k.replace('~', "~0").replace('/', "~1"));
                     if walk(child, target, path) {
                         return true;
@@ -796,7 +927,7 @@ fn pointer_of(root: &Value, target: &Value) -> Option<String> {
                 }
                 false
             }
-            Value::Array(items) => {
+            In::Array(items) => {
                 for (i, child) in items.iter().enumerate() {
                     path.push(i.to_string());
                     if walk(child, target, path) {
@@ -832,12 +963,12 @@ fn value_text(v: &Value) -> String {
 }
 
 /// Runs `spec` over `doc`.
-pub(crate) fn run(spec: &Spec, doc: &Value) -> Result<Value, MappingError> {
+pub(crate) fn run(spec: &Spec, doc: &In<'_>) -> Result<Value, MappingError> {
     run_tree(spec, doc).map(Node::into_value)
 }
 
 /// Runs `spec` over `doc`, returning the target tree (an object).
-pub(crate) fn run_tree<'a>(spec: &'a Spec, doc: &'a Value) -> Result<Node<'a>, MappingError> {
+pub(crate) fn run_tree<'a>(spec: &'a Spec, doc: &'a In<'a>) -> Result<Node<'a>, MappingError> {
     let api = (spec.source_format == SourceFormat::JsonApi).then(|| JsonApi::new(doc));
     let mut run = Run {
         spec,
@@ -867,7 +998,7 @@ impl<'a> Run<'a> {
     fn error(
         &self,
         rule: &Rule,
-        origin: Option<&Value>,
+        origin: Option<&In<'_>>,
         fallback: Option<&str>,
         message: impl Into<String>,
     ) -> MappingError {
@@ -884,7 +1015,7 @@ impl<'a> Run<'a> {
     // ---- paths -------------------------------------------------------------------------
 
     /// Evaluates `path`: the values of the first chain that yields any.
-    pub(crate) fn eval(&self, path: &Path, frame: &Frame<'a, '_>, out: &mut Few<&'a Value>) {
+    pub(crate) fn eval(&self, path: &Path, frame: &Frame<'a, '_>, out: &mut Few<&'a In<'a>>) {
         for chain in &path.chains {
             let start = out.len();
             self.chain(chain, frame, out);
@@ -894,7 +1025,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn chain(&self, chain: &Chain, frame: &Frame<'a, '_>, out: &mut Few<&'a Value>) {
+    fn chain(&self, chain: &Chain, frame: &Frame<'a, '_>, out: &mut Few<&'a In<'a>>) {
         match &chain.root {
             Root::Current => self.walk(frame.item, &chain.steps, out),
             Root::Doc => self.walk(self.doc, &chain.steps, out),
@@ -920,11 +1051,11 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn walk(&self, mut v: &'a Value, mut steps: &[Step], out: &mut Few<&'a Value>) {
+    fn walk(&self, mut v: &'a In<'a>, mut steps: &[Step], out: &mut Few<&'a In<'a>>) {
         // Steps that lead to at most one value are followed in this loop; the others recurse.
         let (step, rest) = loop {
             let Some((step, rest)) = steps.split_first() else {
-                if !values::is_absent(v) {
+                if !input::is_absent(v) {
                     out.push(v);
                 }
                 return;
@@ -933,8 +1064,8 @@ impl<'a> Run<'a> {
                 Step::Key(k) => member(v, k),
                 Step::Index(i) => v.as_array().and_then(|a| a.get(*i)),
                 Step::Token(t) => match v {
-                    Value::Object(_) => member(v, t),
-                    Value::Array(items) => t.parse::<usize>().ok().and_then(|i| items.get(i)),
+                    In::Object(_) => member(v, t),
+                    In::Array(items) => t.parse::<usize>().ok().and_then(|i| items.get(i)),
                     _ => None,
                 },
                 _ => break (step, rest),
@@ -950,12 +1081,12 @@ impl<'a> Run<'a> {
         match step {
             Step::Key(_) | Step::Index(_) | Step::Token(_) => {}
             Step::Each => match v {
-                Value::Array(items) => {
+                In::Array(items) => {
                     for child in items {
                         self.walk(child, rest, out);
                     }
                 }
-                Value::Null => {}
+                In::Null => {}
                 _ => self.walk(v, rest, out),
             },
             Step::Filter {
@@ -963,21 +1094,21 @@ impl<'a> Run<'a> {
                 negate,
                 values: wanted,
             } => {
-                let keep = |item: &Value| {
+                let keep = |item: &In<'_>| {
                     let found = member(item, key)
-                        .and_then(values::scalar_text)
+                        .and_then(input::scalar_text)
                         .is_some_and(|t| wanted.iter().any(|w| *w == t));
                     found != *negate
                 };
                 match v {
-                    Value::Array(items) => {
+                    In::Array(items) => {
                         for child in items {
                             if keep(child) {
                                 self.walk(child, rest, out);
                             }
                         }
                     }
-                    Value::Object(_) if keep(v) => self.walk(v, rest, out),
+                    In::Object(_) if keep(v) => self.walk(v, rest, out),
                     _ => {}
                 }
             }
@@ -1013,15 +1144,15 @@ impl<'a> Run<'a> {
             Cond::IsTrue(path) => {
                 let mut found = Few::default();
                 self.eval(path, frame, &mut found);
-                found.get(0).and_then(|v| values::as_bool(v)) == Some(true)
+                found.get(0).and_then(|v| input::as_bool(v)) == Some(true)
             }
             Cond::OneOf(path, wanted) => {
                 let mut found = Few::default();
                 self.eval(path, frame, &mut found);
                 found.iter().any(|v| {
                     wanted.iter().any(|w| {
-                        *v == w
-                            || matches!((values::scalar_text(v), values::scalar_text(w)), (Some(a), Some(b)) if a == b)
+                        input::same(v, w)
+                            || matches!((input::scalar_text(v), values::scalar_text(w)), (Some(a), Some(b)) if a == b)
                     })
                 })
             }
@@ -1123,15 +1254,15 @@ impl<'a> Run<'a> {
                 let many = found.len() > 1;
                 let mut members: Members<'a> = Vec::new();
                 for obj in found.iter().filter_map(|v| v.as_object()) {
-                    for (k, v) in obj {
-                        if values::is_absent(v) || skip_search(skip, k) {
+                    for (k, v) in obj.iter() {
+                        if input::is_absent(v) || skip_search(skip, k) {
                             continue;
                         }
-                        let leaf = Node::borrowed(v);
+                        let leaf = Node::source(v);
                         // A later object's member replaces an earlier one's in place.
                         match if many { slot(&mut members, k) } else { None } {
                             Some(existing) => *existing = leaf,
-                            None => members.push((Cow::Borrowed(k.as_str()), leaf)),
+                            None => members.push((Cow::Borrowed(k), leaf)),
                         }
                     }
                 }
@@ -1147,7 +1278,7 @@ impl<'a> Run<'a> {
                 self.eval(path, frame, &mut found);
                 if found.is_empty() {
                     if let Some(default) = &rule.default {
-                        return self.put(rule, target, Node::borrowed(default), out);
+                        return self.put(rule, target, Node::spec(default), out);
                     }
                     if rule.required {
                         return Err(self.error(
@@ -1172,7 +1303,7 @@ impl<'a> Run<'a> {
                     ));
                 }
                 for v in found {
-                    self.put(rule, target, Node::borrowed(v), out)?;
+                    self.put(rule, target, Node::source(v), out)?;
                 }
                 Ok(())
             }
@@ -1182,7 +1313,7 @@ impl<'a> Run<'a> {
                     && let Some(default) = &rule.default
                 {
                     produced.push(Produced {
-                        value: Cow::Borrowed(default),
+                        value: Leaf::Spec(default),
                         origin: None,
                     });
                 }
@@ -1211,7 +1342,7 @@ impl<'a> Run<'a> {
                     ));
                 }
                 for p in produced {
-                    self.put(rule, target, Node::Leaf(p.value.into()), out)?;
+                    self.put(rule, target, Node::Leaf(p.value), out)?;
                 }
                 Ok(())
             }
@@ -1243,7 +1374,7 @@ impl<'a> Run<'a> {
                 let mut produced = Few::default();
                 for v in found {
                     produced.push(Produced {
-                        value: Cow::Borrowed(v),
+                        value: Leaf::Source(v),
                         origin: Some(v),
                     });
                 }
@@ -1252,7 +1383,7 @@ impl<'a> Run<'a> {
             RuleKind::Const(v) => {
                 let mut one = Few::default();
                 one.push(Produced {
-                    value: Cow::Borrowed(v),
+                    value: Leaf::Spec(v),
                     origin: None,
                 });
                 one
@@ -1282,40 +1413,36 @@ impl<'a> Run<'a> {
         let mut dropped = false;
         for p in produced.iter_mut() {
             let origin = p.origin;
-            let mut value = std::mem::replace(&mut p.value, Cow::Owned(Value::Null));
+            let mut value = std::mem::replace(&mut p.value, Leaf::Spec(&NULL));
             for t in &rule.transforms {
                 value = t
                     .apply(value, self, frame)
                     .map_err(|m| self.error(rule, origin, None, m))?;
             }
-            if !values::is_absent(&value)
+            if !value.is_absent()
                 && let Some(codes) = &rule.codes
             {
                 match self.translate(codes, value) {
                     Ok(Some(v)) => value = v,
-                    Ok(None) => value = Cow::Owned(Value::Null),
+                    Ok(None) => value = Leaf::Spec(&NULL),
                     Err(m) => return Err(self.error(rule, origin, None, m)),
                 }
             }
-            dropped |= values::is_absent(&value);
+            dropped |= value.is_absent();
             p.value = value;
         }
         if dropped {
-            produced.retain(|p| !values::is_absent(&p.value));
+            produced.retain(|p| !p.value.is_absent());
         }
         Ok(produced)
     }
 
-    fn translate(
-        &self,
-        codes: &'a Codes,
-        value: Cow<'a, Value>,
-    ) -> Result<Option<Cow<'a, Value>>, String> {
-        let Some(code) = values::scalar_text(&value) else {
+    fn translate(&self, codes: &'a Codes, value: Leaf<'a>) -> Result<Option<Leaf<'a>>, String> {
+        let Some(code) = value.scalar_text() else {
             return Err(format!(
                 "code list `{}` needs a code, found {}",
                 codes.name(),
-                value_text(&value)
+                value_text(&value.json())
             ));
         };
         match codes {
@@ -1330,7 +1457,7 @@ impl<'a> Run<'a> {
                 }
             }
             Codes::Table(table) => match table.get(&code) {
-                Some(v) => Ok(Some(Cow::Borrowed(v))),
+                Some(v) => Ok(Some(Leaf::Spec(v))),
                 None => match &table.unknown {
                     Unknown::Error => Err(format!(
                         "code {code:?} is not in code list `{}`",
@@ -1338,7 +1465,7 @@ impl<'a> Run<'a> {
                     )),
                     Unknown::Keep => Ok(Some(value)),
                     Unknown::Omit => Ok(None),
-                    Unknown::Default(d) => Ok(Some(Cow::Borrowed(d))),
+                    Unknown::Default(d) => Ok(Some(Leaf::Spec(d))),
                 },
             },
         }
@@ -1427,6 +1554,9 @@ impl<'a> Run<'a> {
     ) -> Option<usize> {
         let mut found = Few::default();
         self.eval(path, frame, &mut found);
-        found.iter().position(|v| *v == value).map(|i| i + 1)
+        found
+            .iter()
+            .position(|v| input::same(v, value))
+            .map(|i| i + 1)
     }
 }

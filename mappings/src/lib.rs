@@ -38,6 +38,7 @@ mod doc;
 mod engine;
 mod error;
 pub mod fuzzing;
+mod input;
 pub mod model;
 mod path;
 mod sdm;
@@ -55,6 +56,7 @@ use serde_json::Value;
 
 pub use codelist::{CodeList, CodeLists, codelists};
 pub use error::{FieldError, MappingError, SpecError, UnknownVersion};
+pub use input::Source;
 pub use sdm::{SdmFacts, validate_sdm};
 
 use engine::{Node, Spec, TargetFormat};
@@ -392,7 +394,21 @@ impl Mappings {
     /// [`NMPP_MODEL`] is checked against the NMPP v1 JSON Schema.
     pub fn map(&self, id: &str, source: &Value) -> Result<Value, MappingError> {
         let spec = self.spec(id)?;
-        let out = engine::run(spec, source)?;
+        let out = engine::run(spec, &input::view(source))?;
+        Self::checked(spec, out)
+    }
+
+    /// [`map`](Self::map) over a document parsed with [`Source::parse`] (cheaper than parsing
+    /// it into a `Value` first: the engine reads the text's strings where they are).
+    pub fn map_source(&self, id: &str, source: &Source<'_>) -> Result<Value, MappingError> {
+        let spec = self.spec(id)?;
+        let out = source.with(|doc| engine::run(spec, doc))?;
+        Self::checked(spec, out)
+    }
+
+    /// `out` of `spec`, checked against the NMPP v1 JSON Schema when its target is an NMPP
+    /// model.
+    fn checked(spec: &Spec, out: Value) -> Result<Value, MappingError> {
         if model::is_nmpp_model(&spec.target_model)
             && let Err(violations) = model::validate_model(&spec.target_model, &out)
         {
@@ -420,10 +436,11 @@ impl Mappings {
         let spec = self.spec(id)?;
         // The engine's tree is written as it is, without becoming a `Value`; output checked
         // against an NMPP schema goes through `map`, which checks a `Value`.
+        let view = input::view(source);
         let out = if model::is_nmpp_model(&spec.target_model) {
-            Node::owned(self.map(id, source)?)
+            Node::owned(Self::checked(spec, engine::run(spec, &view)?)?)
         } else {
-            engine::run_tree(spec, source)?
+            engine::run_tree(spec, &view)?
         };
         match &spec.target_format {
             TargetFormat::Json => serde_json::to_string(&out).map_err(|e| MappingError {
@@ -494,6 +511,11 @@ impl Mappings {
     /// v1 schema.
     pub fn sdm_to_nmpp(&self, sdm: &Value) -> Result<Value, MappingError> {
         self.map(SDM_TO_NMPP, sdm)
+    }
+
+    /// [`sdm_to_nmpp`](Self::sdm_to_nmpp) over a document parsed with [`Source::parse`].
+    pub fn sdm_source_to_nmpp(&self, sdm: &Source<'_>) -> Result<Value, MappingError> {
+        self.map_source(SDM_TO_NMPP, sdm)
     }
 
     /// NMPP submission document → Athena `CrimeRecord` XML (spec [`NMPP_TO_ATHENA`]).

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::engine::{Frame, Run};
+use crate::engine::{Frame, Leaf, Run};
 use crate::path::Path;
 use crate::values;
 
@@ -103,30 +103,31 @@ impl Transform {
     /// Applies the transform to one value.
     pub(crate) fn apply<'a>(
         &self,
-        v: Cow<'a, Value>,
+        v: Leaf<'a>,
         run: &Run<'a>,
         frame: &Frame<'a, '_>,
-    ) -> Result<Cow<'a, Value>, String> {
-        let found = |what: &str, v: &Value| {
-            format!("{}: expected {what}, found {}", self.describe(), short(v))
+    ) -> Result<Leaf<'a>, String> {
+        let found = |what: &str, v: &Leaf<'_>| {
+            format!(
+                "{}: expected {what}, found {}",
+                self.describe(),
+                short(&v.json())
+            )
         };
+        let string = |s: String| Ok(Leaf::owned(Value::String(s)));
         match self {
-            Self::String => match &*v {
-                Value::String(_) => Ok(v),
-                Value::Number(_) | Value::Bool(_) => Ok(Cow::Owned(Value::String(
-                    values::scalar_text(&v)
-                        .map(Cow::into_owned)
-                        .unwrap_or_default(),
-                ))),
-                other => Err(found("a string, number or boolean", other)),
+            Self::String if v.as_str().is_some() => Ok(v),
+            Self::String => match v.scalar_text() {
+                Some(text) => string(text.into_owned()),
+                None => Err(found("a string, number or boolean", &v)),
             },
-            Self::Boolean => match values::as_bool(&v) {
+            Self::Boolean => match v.as_bool() {
                 Some(_) if v.is_boolean() => Ok(v),
-                Some(b) => Ok(Cow::Owned(Value::Bool(b))),
+                Some(b) => Ok(Leaf::owned(Value::Bool(b))),
                 None => Err(found("a boolean (true/false)", &v)),
             },
-            Self::Integer => values::as_integer(&v)
-                .map(Cow::Owned)
+            Self::Integer => values::as_integer(&v.json())
+                .map(Leaf::owned)
                 .ok_or_else(|| found("an integer", &v)),
             Self::Trim | Self::Lowercase | Self::Uppercase => {
                 let Some(s) = v.as_str() else {
@@ -138,18 +139,18 @@ impl Transform {
                     Self::Lowercase => s.to_lowercase(),
                     _ => s.to_uppercase(),
                 };
-                Ok(Cow::Owned(Value::String(out)))
+                string(out)
             }
             Self::Date => {
                 let date = v.as_str().and_then(values::to_date);
                 match date {
                     Some(d) if Some(d.len()) == v.as_str().map(str::len) => Ok(v),
-                    Some(d) => Ok(Cow::Owned(Value::String(d.to_owned()))),
+                    Some(d) => string(d.to_owned()),
                     None => Err(found("a date (YYYY-MM-DD) or RFC 3339 date-time", &v)),
                 }
             }
             Self::Time => match v.as_str().and_then(values::to_time) {
-                Some(Cow::Owned(t)) => Ok(Cow::Owned(Value::String(t))),
+                Some(Cow::Owned(t)) => string(t),
                 Some(Cow::Borrowed(_)) => Ok(v),
                 None => Err(found("a time (HH:MM:SS) or RFC 3339 date-time", &v)),
             },
@@ -160,15 +161,16 @@ impl Transform {
             Self::Sha256Base64 => {
                 let bytes = v.as_str().and_then(values::base64_decode);
                 match bytes {
-                    Some(b) => Ok(Cow::Owned(Value::String(values::sha256_hex(&b)))),
+                    Some(b) => string(values::sha256_hex(&b)),
                     None => Err(format!("{}: expected base64 content", self.describe())),
                 }
             }
             Self::Base64Size => match v.as_str().and_then(values::base64_len) {
-                Some(n) => Ok(Cow::Owned(Value::from(n))),
+                Some(n) => Ok(Leaf::owned(Value::from(n))),
                 None => Err(format!("{}: expected base64 content", self.describe())),
             },
-            Self::Join(sep) => match &*v {
+            Self::Join(_) if v.as_str().is_some() => Ok(v),
+            Self::Join(sep) => match &*v.json() {
                 Value::Array(items) => {
                     let mut out = String::new();
                     for item in items.iter().filter(|i| !values::is_absent(i)) {
@@ -180,38 +182,37 @@ impl Transform {
                         }
                         out.push_str(&text);
                     }
-                    Ok(Cow::Owned(Value::String(out)))
+                    string(out)
                 }
-                Value::String(_) => Ok(v),
-                other => Err(found("an array of strings", other)),
+                _ => Err(found("an array of strings", &v)),
             },
-            Self::Split(sep) => match &*v {
-                Value::String(s) => Ok(Cow::Owned(Value::Array(
+            Self::Split(_) if v.is_array() => Ok(v),
+            Self::Split(sep) => match &*v.json() {
+                Value::String(s) => Ok(Leaf::owned(Value::Array(
                     s.split(sep.as_str())
                         .map(str::trim)
                         .filter(|p| !p.is_empty())
                         .map(|p| Value::String(p.to_owned()))
                         .collect(),
                 ))),
-                Value::Array(_) => Ok(v),
-                other => Err(found("a string", other)),
+                _ => Err(found("a string", &v)),
             },
-            Self::Format(pre, post) => match values::scalar_text(&v) {
+            Self::Format(pre, post) => match v.scalar_text() {
                 Some(text) => {
                     let mut out = String::with_capacity(pre.len() + text.len() + post.len());
                     out.push_str(pre);
                     out.push_str(&text);
                     out.push_str(post);
-                    Ok(Cow::Owned(Value::String(out)))
+                    string(out)
                 }
                 None => Err(found("a string, number or boolean", &v)),
             },
-            Self::PositionIn(path) => match run.position_in(path, frame, &v) {
-                Some(n) => Ok(Cow::Owned(Value::from(n))),
+            Self::PositionIn(path) => match run.position_in(path, frame, &v.json()) {
+                Some(n) => Ok(Leaf::owned(Value::from(n))),
                 None => Err(format!(
                     "{}: {} is not among the values of `{}`",
                     self.describe(),
-                    short(&v),
+                    short(&v.json()),
                     path.text
                 )),
             },

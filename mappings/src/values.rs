@@ -234,7 +234,7 @@ pub(crate) fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
 }
 
 /// `n` in decimal, as JSON writes it (without the formatting machinery of `to_string`).
-fn decimal(mut n: u64) -> String {
+pub(crate) fn decimal(mut n: u64) -> String {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {

@@ -150,7 +150,7 @@ impl XmlTree for Value {
             Value::Null => Ok(()),
             Value::Array(items) => w.array(name, items, depth),
             Value::Object(map) => w.object(name, map.iter().map(|(k, v)| (k.as_str(), v)), depth),
-            v => w.scalar_element(name, v),
+            v => w.scalar_element(name, &crate::values::scalar_text(v).unwrap_or_default()),
         }
     }
 
@@ -178,6 +178,66 @@ impl XmlTree for Value {
 
     fn is_nothing(&self) -> bool {
         is_nothing(self)
+    }
+}
+
+/// The members of a source object, as [`Writer::object`] reads them.
+fn members_of<'v, 't>(
+    members: &'v serde_json_borrow::ObjectAsVec<'t>,
+) -> impl Iterator<Item = (&'v str, &'v crate::input::In<'t>)> + Clone {
+    members.as_vec().iter().map(|(k, v)| (&**k, v))
+}
+
+/// A source tree is written as the `Value` it stands for.
+impl XmlTree for crate::input::In<'_> {
+    fn write_element<'v>(
+        &'v self,
+        w: &mut Writer<'v>,
+        name: &'v str,
+        depth: usize,
+    ) -> Result<(), XmlError> {
+        use crate::input::In;
+        if !is_name(name) {
+            return Err(w.error(None, format!("{name:?} is not an XML name")));
+        }
+        match self {
+            In::Null => Ok(()),
+            In::Array(items) => w.array(name, items, depth),
+            In::Object(members) => w.object(name, members_of(members), depth),
+            v => w.scalar_element(name, &crate::input::scalar_text(v).unwrap_or_default()),
+        }
+    }
+
+    fn write_root<'v>(&'v self, w: &mut Writer<'v>, root: &'v str) -> Result<(), XmlError> {
+        use crate::input::In;
+        match self {
+            In::Object(members) => w.object(root, members_of(members), 0),
+            In::Array(_) | In::Null => {
+                Err(w.error(None, "the root must be an object or a scalar".into()))
+            }
+            v => v.write_element(w, root, 0),
+        }
+    }
+
+    fn scalar(&self) -> Option<Cow<'_, str>> {
+        crate::input::scalar_text(self)
+    }
+
+    fn is_null(&self) -> bool {
+        crate::input::In::is_null(self)
+    }
+
+    fn is_array(&self) -> bool {
+        crate::input::In::is_array(self)
+    }
+
+    fn is_nothing(&self) -> bool {
+        use crate::input::In;
+        match self {
+            In::Null => true,
+            In::Array(items) => items.iter().all(In::is_null),
+            _ => false,
+        }
     }
 }
 
@@ -265,16 +325,15 @@ impl<'v> Writer<'v> {
         Ok(())
     }
 
-    /// Element `name` with the text of scalar `v`.
-    fn scalar_element(&mut self, name: &str, v: &Value) -> Result<(), XmlError> {
-        let text = crate::values::scalar_text(v).unwrap_or_default();
+    /// Element `name` with the text `text` of a scalar.
+    fn scalar_element(&mut self, name: &str, text: &str) -> Result<(), XmlError> {
         self.out.push('<');
         self.out.push_str(name);
         if text.is_empty() {
             self.out.push_str("/>");
         } else {
             self.out.push('>');
-            self.escape(&text, false, None)?;
+            self.escape(text, false, None)?;
             self.close(name);
         }
         Ok(())

@@ -27,7 +27,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use mappings::{Mappings, validate_sdm};
+use mappings::{Mappings, Source, validate_sdm};
 use serde_json::Value;
 
 fn update() -> bool {
@@ -117,6 +117,11 @@ fn run_spec_case(case: &Path, mappings: &Mappings) -> Vec<String> {
         mappings.map(&file.spec, &source).map(|v| pretty(&v))
     };
     let mut failures = Vec::new();
+    if !file.input.ends_with(".xml") && !xml_target {
+        failures.extend(same_from_text(case, &raw, &produced, |s| {
+            mappings.map_source(&file.spec, s)
+        }));
+    }
     match (produced, &file.expected, &file.error) {
         (Ok(out), Some(expected), None) => failures.extend(check(&case.join(expected), &out)),
         (Err(e), None, Some(error)) => {
@@ -135,6 +140,30 @@ fn run_spec_case(case: &Path, mappings: &Mappings) -> Vec<String> {
         )),
     }
     failures
+}
+
+/// The mapping of the document parsed from its text ([`Source`]) must be what the mapping of
+/// its `Value` gave (`expected`: pretty JSON or the error).
+fn same_from_text(
+    case: &Path,
+    raw: &str,
+    expected: &Result<String, mappings::MappingError>,
+    map: impl Fn(&Source<'_>) -> Result<Value, mappings::MappingError>,
+) -> Option<String> {
+    let source = Source::parse(raw.as_bytes())
+        .unwrap_or_else(|e| panic!("{}: not JSON: {e}", case.display()));
+    let from_text = map(&source).map(|v| pretty(&v));
+    let same = match (&from_text, expected) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(a), Err(b)) => a.to_string() == b.to_string(),
+        _ => false,
+    };
+    (!same).then(|| {
+        format!(
+            "{}: mapped from the text: {from_text:?}, from the Value: {expected:?}",
+            case.display()
+        )
+    })
 }
 
 fn run_case(case: &Path) -> Vec<String> {
@@ -166,7 +195,15 @@ fn run_case(case: &Path) -> Vec<String> {
                 case.display()
             )),
         }
-        match mappings.sdm_to_nmpp(&input) {
+        let mapped = mappings.sdm_to_nmpp(&input);
+        let raw = fs::read_to_string(case.join("input.json")).unwrap_or_default();
+        failures.extend(same_from_text(
+            case,
+            &raw,
+            &mapped.as_ref().map(pretty).map_err(Clone::clone),
+            |s| mappings.sdm_source_to_nmpp(s),
+        ));
+        match mapped {
             Ok(nmpp) => {
                 // The NMPP Rust types read and write the document unchanged.
                 let typed: mappings::model::Document = serde_json::from_value(nmpp.clone())
