@@ -115,12 +115,12 @@ pub struct MappingDiff {
 
 /// Maps a stored exchange payload through `to`, as a delivery would.
 fn render(m: &Mappings, kind: &str, original: &[u8], to: &str) -> Result<String, String> {
-    let doc: serde_json::Value = serde_json::from_slice(original)
-        .map_err(|e| format!("the stored payload is not readable: {e}"))?;
+    let unreadable = |e: serde_json::Error| format!("the stored payload is not readable: {e}");
     let source = if crate::delivery::is_event_kind(kind) {
-        doc
+        serde_json::from_slice(original).map_err(unreadable)?
     } else {
-        m.sdm_to_nmpp(&doc).map_err(|e| e.to_string())?
+        let sdm = mappings::Source::parse(original).map_err(unreadable)?;
+        m.sdm_source_to_nmpp(&sdm).map_err(|e| e.to_string())?
     };
     m.render(to, &source).map_err(|e| e.to_string())
 }
