@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::error::MappingError;
-use crate::input::{self, In};
+use crate::input::Tree;
 use crate::path::{Chain, Path, Root, Step, Target};
 use crate::spec::SpecDef;
 use crate::transform::Transform;
@@ -212,8 +212,8 @@ impl Codes {
 
 /// Index of a JSON:API compound document: every entity, and every link between them, found
 /// once per run so that `->rel` and `<-rel` are list walks instead of searches.
-struct JsonApi<'a> {
-    entities: Vec<&'a In<'a>>,
+struct JsonApi<'a, D> {
+    entities: Vec<&'a D>,
     /// Entity addresses, sorted, with their index (the engine holds references into the
     /// document, so an entity is recognised by address without comparing ids).
     by_address: Vec<(usize, usize)>,
@@ -223,15 +223,10 @@ struct JsonApi<'a> {
     inbound: Vec<Vec<(&'a str, usize)>>,
 }
 
-/// `v[key]` when `v` is an object (keys are unique: see [`input`]).
+/// `v[key]` when `v` is an object.
 #[inline]
-pub(crate) fn member<'v, 't>(v: &'v In<'t>, key: &str) -> Option<&'v In<'t>> {
-    match v {
-        In::Object(members) => members
-            .iter()
-            .find_map(|(k, v)| same_key(k, key).then_some(v)),
-        _ => None,
-    }
+pub(crate) fn member<'v, D: Tree>(v: &'v D, key: &str) -> Option<&'v D> {
+    v.member(key)
 }
 
 /// Whether `key` is in `skip` (ordered by length, then text): most comparisons are decided by
@@ -268,40 +263,40 @@ fn word(b: &[u8], at: usize) -> u64 {
     u64::from_ne_bytes(w)
 }
 
-fn key_of<'v>(v: &'v In<'_>) -> Option<(&'v str, &'v str)> {
+fn key_of<D: Tree>(v: &D) -> Option<(&str, &str)> {
     Some((member(v, "type")?.as_str()?, member(v, "id")?.as_str()?))
 }
 
-fn linkages<'v, 't>(rel: &'v In<'t>) -> impl Iterator<Item = &'v In<'t>> {
+fn linkages<D: Tree>(rel: &D) -> impl Iterator<Item = &D> {
     let data = member(rel, "data");
     let (one, many) = match data {
-        Some(In::Array(items)) => (None, Some(items.iter())),
-        Some(v @ In::Object(_)) => (Some(v), None),
+        Some(v) if v.is_array() => (None, v.items().map(<[D]>::iter)),
+        Some(v) if v.is_object() => (Some(v), None),
         _ => (None, None),
     };
     one.into_iter().chain(many.into_iter().flatten())
 }
 
-fn address(v: &In<'_>) -> usize {
+fn address<D: Tree>(v: &D) -> usize {
     std::ptr::from_ref(v) as usize
 }
 
-impl<'a> JsonApi<'a> {
-    fn new(doc: &'a In<'a>) -> Self {
-        let mut entities: Vec<&'a In<'a>> = Vec::new();
+impl<'a, D: Tree> JsonApi<'a, D> {
+    fn new(doc: &'a D) -> Self {
+        let mut entities: Vec<&'a D> = Vec::new();
         if let Some(data) = member(doc, "data") {
-            match data {
-                In::Array(items) => entities.extend(items.iter()),
-                v => entities.push(v),
+            match data.items() {
+                Some(items) => entities.extend(items.iter()),
+                None => entities.push(data),
             }
         }
-        if let Some(In::Array(items)) = member(doc, "included") {
+        if let Some(items) = member(doc, "included").and_then(D::items) {
             entities.extend(items.iter());
         }
         let mut keys: Vec<(&'a str, &'a str, usize)> = entities
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| key_of(e).map(|(t, id)| (t, id, i)))
+            .filter_map(|(i, e)| key_of(*e).map(|(t, id)| (t, id, i)))
             .collect();
         keys.sort_unstable();
         let find = |kind: &str, id: &str| {
@@ -312,8 +307,8 @@ impl<'a> JsonApi<'a> {
         let mut outbound = vec![Vec::new(); entities.len()];
         let mut inbound = vec![Vec::new(); entities.len()];
         for (from, entity) in entities.iter().enumerate() {
-            if let Some(In::Object(rels)) = member(entity, "relationships") {
-                for (reason, rel) in rels.iter() {
+            if let Some(rels) = member(*entity, "relationships").and_then(D::members) {
+                for (reason, rel) in rels {
                     for link in linkages(rel) {
                         if let Some(to) = key_of(link).and_then(|(t, id)| find(t, id)) {
                             outbound[from].push((reason, to));
@@ -326,7 +321,7 @@ impl<'a> JsonApi<'a> {
         let mut by_address: Vec<(usize, usize)> = entities
             .iter()
             .enumerate()
-            .map(|(i, e)| (address(e), i))
+            .map(|(i, e)| (address(*e), i))
             .collect();
         by_address.sort_unstable();
         JsonApi {
@@ -338,7 +333,7 @@ impl<'a> JsonApi<'a> {
     }
 
     /// The index of entity `v` (by address), if `v` is one of the document's entities.
-    fn index_of(&self, v: &In<'_>) -> Option<usize> {
+    fn index_of(&self, v: &D) -> Option<usize> {
         let a = address(v);
         self.by_address
             .binary_search_by_key(&a, |(addr, _)| *addr)
@@ -422,41 +417,41 @@ impl<T> IntoIterator for Few<T> {
 }
 
 /// One produced value, with the source value it came from (to locate errors).
-struct Produced<'a> {
-    value: Leaf<'a>,
-    origin: Option<&'a In<'a>>,
+struct Produced<'a, D> {
+    value: Leaf<'a, D>,
+    origin: Option<&'a D>,
 }
 
 /// The members of a target object under construction, in the order they were first written.
-pub(crate) type Members<'a> = Vec<(Cow<'a, str>, Node<'a>)>;
+pub(crate) type Members<'a, D> = Vec<(Cow<'a, str>, Node<'a, D>)>;
 
 /// The target tree a run builds: what a `serde_json::Value` would hold, with keys borrowed
 /// from the spec (or the source, for `rest`) and leaves borrowed wherever no transform made a
 /// new value. Keys of one object are unique (the run checks), so it converts to exactly the
 /// `Value` it stands for.
 #[derive(Debug)]
-pub(crate) enum Node<'a> {
+pub(crate) enum Node<'a, D = Value> {
     /// A value as it is (any JSON value, containers included).
-    Leaf(Leaf<'a>),
+    Leaf(Leaf<'a, D>),
     /// An array the run appends to.
-    Array(Vec<Node<'a>>),
+    Array(Vec<Node<'a, D>>),
     /// An object the run writes into.
-    Object(Members<'a>),
+    Object(Members<'a, D>),
 }
 
 /// A leaf of the target tree: a value borrowed from the source or the spec, or one a transform
 /// made (boxed, which keeps [`Node`] small: most leaves are borrowed, and tree nodes are moved
 /// and stored often).
 #[derive(Debug)]
-pub(crate) enum Leaf<'a> {
+pub(crate) enum Leaf<'a, D = Value> {
     /// Part of the source document.
-    Source(&'a In<'a>),
+    Source(&'a D),
     /// A constant, default or code-table value of the spec.
     Spec(&'a Value),
     Owned(Box<Value>),
 }
 
-impl<'a> Leaf<'a> {
+impl<'a, D: Tree> Leaf<'a, D> {
     pub(crate) fn owned(v: Value) -> Self {
         Leaf::Owned(Box::new(v))
     }
@@ -464,7 +459,7 @@ impl<'a> Leaf<'a> {
     /// The value as a `serde_json::Value` (a source value is copied).
     pub(crate) fn into_json(self) -> Cow<'a, Value> {
         match self {
-            Leaf::Source(v) => Cow::Owned(input::to_json(v)),
+            Leaf::Source(v) => Cow::Owned(v.to_json()),
             Leaf::Spec(v) => Cow::Borrowed(v),
             Leaf::Owned(v) => Cow::Owned(*v),
         }
@@ -473,7 +468,7 @@ impl<'a> Leaf<'a> {
     /// The value as a `serde_json::Value`, borrowed where it is one.
     pub(crate) fn json(&self) -> Cow<'_, Value> {
         match self {
-            Leaf::Source(v) => Cow::Owned(input::to_json(v)),
+            Leaf::Source(v) => Cow::Owned(v.to_json()),
             Leaf::Spec(v) => Cow::Borrowed(v),
             Leaf::Owned(v) => Cow::Borrowed(v),
         }
@@ -495,7 +490,7 @@ impl<'a> Leaf<'a> {
     /// The text of a string, number or boolean ([`values::scalar_text`]).
     pub(crate) fn scalar_text(&self) -> Option<Cow<'_, str>> {
         match self {
-            Leaf::Source(v) => input::scalar_text(v),
+            Leaf::Source(v) => v.scalar_text(),
             Leaf::Spec(v) => values::scalar_text(v),
             Leaf::Owned(v) => values::scalar_text(v),
         }
@@ -504,7 +499,7 @@ impl<'a> Leaf<'a> {
     /// [`values::as_bool`].
     pub(crate) fn as_bool(&self) -> Option<bool> {
         match self {
-            Leaf::Source(v) => input::as_bool(v),
+            Leaf::Source(v) => v.as_bool(),
             Leaf::Spec(v) => values::as_bool(v),
             Leaf::Owned(v) => values::as_bool(v),
         }
@@ -521,7 +516,7 @@ impl<'a> Leaf<'a> {
     /// [`values::is_absent`].
     pub(crate) fn is_absent(&self) -> bool {
         match self {
-            Leaf::Source(v) => input::is_absent(v),
+            Leaf::Source(v) => v.is_absent(),
             Leaf::Spec(v) => values::is_absent(v),
             Leaf::Owned(v) => values::is_absent(v),
         }
@@ -552,16 +547,16 @@ impl<'a> Leaf<'a> {
     }
 }
 
-impl<'a> From<Cow<'a, Value>> for Leaf<'a> {
+impl<'a, D> From<Cow<'a, Value>> for Leaf<'a, D> {
     fn from(v: Cow<'a, Value>) -> Self {
         match v {
             Cow::Borrowed(v) => Leaf::Spec(v),
-            Cow::Owned(v) => Leaf::owned(v),
+            Cow::Owned(v) => Leaf::Owned(Box::new(v)),
         }
     }
 }
 
-impl serde::Serialize for Leaf<'_> {
+impl<D: Tree> serde::Serialize for Leaf<'_, D> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Leaf::Source(v) => v.serialize(s),
@@ -574,14 +569,14 @@ impl serde::Serialize for Leaf<'_> {
 /// What an opened leaf leaves behind for a moment.
 static NULL: Value = Value::Null;
 
-impl<'a> Node<'a> {
+impl<'a, D: Tree> Node<'a, D> {
     /// A leaf borrowing spec value `v`.
     pub(crate) fn spec(v: &'a Value) -> Self {
         Node::Leaf(Leaf::Spec(v))
     }
 
     /// A leaf borrowing source value `v`.
-    pub(crate) fn source(v: &'a In<'a>) -> Self {
+    pub(crate) fn source(v: &'a D) -> Self {
         Node::Leaf(Leaf::Source(v))
     }
 
@@ -592,15 +587,22 @@ impl<'a> Node<'a> {
 
     /// A leaf object or array turned into a node that can be written into (its members or
     /// items become leaves); anything else unchanged.
-    fn open(v: Leaf<'a>) -> Self {
+    fn open(v: Leaf<'a, D>) -> Self {
         match v {
-            Leaf::Source(In::Object(members)) => Node::Object(
-                members
-                    .iter()
+            Leaf::Source(v) if v.is_object() => Node::Object(
+                v.members()
+                    .into_iter()
+                    .flatten()
                     .map(|(k, v)| (Cow::Borrowed(k), Node::source(v)))
                     .collect(),
             ),
-            Leaf::Source(In::Array(items)) => Node::Array(items.iter().map(Node::source).collect()),
+            Leaf::Source(v) if v.is_array() => Node::Array(
+                v.items()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(Node::source)
+                    .collect(),
+            ),
             Leaf::Spec(Value::Object(map)) => Node::Object(
                 map.iter()
                     .map(|(k, v)| (Cow::Borrowed(k.as_str()), Node::spec(v)))
@@ -631,7 +633,7 @@ impl<'a> Node<'a> {
     }
 
     /// The members, when this is an object (a leaf object is opened).
-    fn object_mut(&mut self) -> Option<&mut Members<'a>> {
+    fn object_mut(&mut self) -> Option<&mut Members<'a, D>> {
         self.open_in_place();
         match self {
             Node::Object(members) => Some(members),
@@ -640,7 +642,7 @@ impl<'a> Node<'a> {
     }
 
     /// The items, when this is an array (a leaf array is opened).
-    fn array_mut(&mut self) -> Option<&mut Vec<Node<'a>>> {
+    fn array_mut(&mut self) -> Option<&mut Vec<Node<'a, D>>> {
         self.open_in_place();
         match self {
             Node::Array(items) => Some(items),
@@ -649,7 +651,7 @@ impl<'a> Node<'a> {
     }
 
     /// The members, when this is an object (a leaf object is opened); else the node back.
-    pub(crate) fn into_members(self) -> Result<Members<'a>, Self> {
+    pub(crate) fn into_members(self) -> Result<Members<'a, D>, Self> {
         match self {
             Node::Object(members) => Ok(members),
             Node::Leaf(v) if v.is_object() => match Node::open(v) {
@@ -717,7 +719,7 @@ struct Shapes {
 
 impl Shapes {
     /// A map with the keys of `members`, in order, every value `null`.
-    fn map_for(&mut self, members: &Members<'_>) -> Map<String, Value> {
+    fn map_for<D>(&mut self, members: &Members<'_, D>) -> Map<String, Value> {
         self.scratch.clear();
         self.scratch
             .extend(members.iter().map(|(k, _)| k.as_ptr() as usize));
@@ -772,14 +774,14 @@ impl std::hash::Hasher for AddressHasher {
 const PARENT_WIDTH: usize = 8;
 
 /// The slot of `key` in `members`.
-fn slot<'m, 'a>(members: &'m mut Members<'a>, key: &str) -> Option<&'m mut Node<'a>> {
+fn slot<'m, 'a, D>(members: &'m mut Members<'a, D>, key: &str) -> Option<&'m mut Node<'a, D>> {
     members
         .iter_mut()
         .find_map(|(k, v)| same_key(k, key).then_some(v))
 }
 
 /// Serialised as the `Value` it stands for (same text as `serde_json::to_string` of it).
-impl serde::Serialize for Node<'_> {
+impl<D: Tree> serde::Serialize for Node<'_, D> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Node::Leaf(v) => v.serialize(s),
@@ -789,7 +791,7 @@ impl serde::Serialize for Node<'_> {
     }
 }
 
-impl XmlTree for Leaf<'_> {
+impl<D: Tree> XmlTree for Leaf<'_, D> {
     fn write_element<'v>(
         &'v self,
         w: &mut XmlWriter<'v>,
@@ -832,7 +834,7 @@ impl XmlTree for Leaf<'_> {
     }
 }
 
-impl XmlTree for Node<'_> {
+impl<D: Tree> XmlTree for Node<'_, D> {
     fn write_element<'v>(
         &'v self,
         w: &mut XmlWriter<'v>,
@@ -896,49 +898,44 @@ impl XmlTree for Node<'_> {
 
 /// The item stack of nested `for_each` rules.
 #[derive(Clone, Copy)]
-pub(crate) struct Frame<'a, 'f> {
-    item: &'a In<'a>,
+pub(crate) struct Frame<'a, 'f, D> {
+    item: &'a D,
     alias: Option<&'f str>,
-    parent: Option<&'f Frame<'a, 'f>>,
+    parent: Option<&'f Frame<'a, 'f, D>>,
 }
 
 /// One run of a spec over one document.
-pub(crate) struct Run<'a> {
+pub(crate) struct Run<'a, D> {
     spec: &'a Spec,
-    doc: &'a In<'a>,
-    lets: Vec<Few<&'a In<'a>>>,
-    api: Option<JsonApi<'a>>,
+    doc: &'a D,
+    lets: Vec<Few<&'a D>>,
+    api: Option<JsonApi<'a, D>>,
 }
 
 /// Finds the JSON Pointer of `target` (by address) inside `root`.
-fn pointer_of(root: &In<'_>, target: &In<'_>) -> Option<String> {
-    fn walk(v: &In<'_>, target: &In<'_>, path: &mut Vec<String>) -> bool {
+fn pointer_of<D: Tree>(root: &D, target: &D) -> Option<String> {
+    fn walk<D: Tree>(v: &D, target: &D, path: &mut Vec<String>) -> bool {
         if std::ptr::eq(v, target) {
             return true;
         }
-        match v {
-            In::Object(members) => {
-                for (k, child) in members.iter() {
-                    path.push(k.replace('~', "~0").replace('/', "~1"));
-                    if walk(child, target, path) {
-                        return true;
-                    }
-                    path.pop();
+        if let Some(members) = v.members() {
+            for (k, child) in members {
+                path.push(k.replace('~', "~0").replace('/', "~1"));
+                if walk(child, target, path) {
+                    return true;
                 }
-                false
+                path.pop();
             }
-            In::Array(items) => {
-                for (i, child) in items.iter().enumerate() {
-                    path.push(i.to_string());
-                    if walk(child, target, path) {
-                        return true;
-                    }
-                    path.pop();
+        } else if let Some(items) = v.items() {
+            for (i, child) in items.iter().enumerate() {
+                path.push(i.to_string());
+                if walk(child, target, path) {
+                    return true;
                 }
-                false
+                path.pop();
             }
-            _ => false,
         }
+        false
     }
     let mut path = Vec::new();
     walk(root, target, &mut path).then(|| path.iter().map(|p| format!("/{p}")).collect())
@@ -963,12 +960,15 @@ fn value_text(v: &Value) -> String {
 }
 
 /// Runs `spec` over `doc`.
-pub(crate) fn run(spec: &Spec, doc: &In<'_>) -> Result<Value, MappingError> {
+pub(crate) fn run<D: Tree>(spec: &Spec, doc: &D) -> Result<Value, MappingError> {
     run_tree(spec, doc).map(Node::into_value)
 }
 
 /// Runs `spec` over `doc`, returning the target tree (an object).
-pub(crate) fn run_tree<'a>(spec: &'a Spec, doc: &'a In<'a>) -> Result<Node<'a>, MappingError> {
+pub(crate) fn run_tree<'a, D: Tree>(
+    spec: &'a Spec,
+    doc: &'a D,
+) -> Result<Node<'a, D>, MappingError> {
     let api = (spec.source_format == SourceFormat::JsonApi).then(|| JsonApi::new(doc));
     let mut run = Run {
         spec,
@@ -991,14 +991,14 @@ pub(crate) fn run_tree<'a>(spec: &'a Spec, doc: &'a In<'a>) -> Result<Node<'a>, 
     Ok(Node::Object(out))
 }
 
-impl<'a> Run<'a> {
+impl<'a, D: Tree> Run<'a, D> {
     /// A mapping error for `rule`; its path is the JSON Pointer of `origin` when it can be
     /// found, else `fallback`, else the rule's source expression. Built only on failure.
     #[cold]
     fn error(
         &self,
         rule: &Rule,
-        origin: Option<&In<'_>>,
+        origin: Option<&D>,
         fallback: Option<&str>,
         message: impl Into<String>,
     ) -> MappingError {
@@ -1015,7 +1015,7 @@ impl<'a> Run<'a> {
     // ---- paths -------------------------------------------------------------------------
 
     /// Evaluates `path`: the values of the first chain that yields any.
-    pub(crate) fn eval(&self, path: &Path, frame: &Frame<'a, '_>, out: &mut Few<&'a In<'a>>) {
+    pub(crate) fn eval(&self, path: &Path, frame: &Frame<'a, '_, D>, out: &mut Few<&'a D>) {
         for chain in &path.chains {
             let start = out.len();
             self.chain(chain, frame, out);
@@ -1025,7 +1025,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn chain(&self, chain: &Chain, frame: &Frame<'a, '_>, out: &mut Few<&'a In<'a>>) {
+    fn chain(&self, chain: &Chain, frame: &Frame<'a, '_, D>, out: &mut Few<&'a D>) {
         match &chain.root {
             Root::Current => self.walk(frame.item, &chain.steps, out),
             Root::Doc => self.walk(self.doc, &chain.steps, out),
@@ -1051,22 +1051,21 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn walk(&self, mut v: &'a In<'a>, mut steps: &[Step], out: &mut Few<&'a In<'a>>) {
+    fn walk(&self, mut v: &'a D, mut steps: &[Step], out: &mut Few<&'a D>) {
         // Steps that lead to at most one value are followed in this loop; the others recurse.
         let (step, rest) = loop {
             let Some((step, rest)) = steps.split_first() else {
-                if !input::is_absent(v) {
+                if !v.is_absent() {
                     out.push(v);
                 }
                 return;
             };
             let child = match step {
                 Step::Key(k) => member(v, k),
-                Step::Index(i) => v.as_array().and_then(|a| a.get(*i)),
-                Step::Token(t) => match v {
-                    In::Object(_) => member(v, t),
-                    In::Array(items) => t.parse::<usize>().ok().and_then(|i| items.get(i)),
-                    _ => None,
+                Step::Index(i) => v.items().and_then(|a| a.get(*i)),
+                Step::Token(t) => match v.items() {
+                    None => member(v, t),
+                    Some(items) => t.parse::<usize>().ok().and_then(|i| items.get(i)),
                 },
                 _ => break (step, rest),
             };
@@ -1080,36 +1079,34 @@ impl<'a> Run<'a> {
         };
         match step {
             Step::Key(_) | Step::Index(_) | Step::Token(_) => {}
-            Step::Each => match v {
-                In::Array(items) => {
+            Step::Each => match v.items() {
+                Some(items) => {
                     for child in items {
                         self.walk(child, rest, out);
                     }
                 }
-                In::Null => {}
-                _ => self.walk(v, rest, out),
+                None if v.is_null() => {}
+                None => self.walk(v, rest, out),
             },
             Step::Filter {
                 key,
                 negate,
                 values: wanted,
             } => {
-                let keep = |item: &In<'_>| {
+                let keep = |item: &D| {
                     let found = member(item, key)
-                        .and_then(input::scalar_text)
+                        .and_then(D::scalar_text)
                         .is_some_and(|t| wanted.iter().any(|w| *w == t));
                     found != *negate
                 };
-                match v {
-                    In::Array(items) => {
-                        for child in items {
-                            if keep(child) {
-                                self.walk(child, rest, out);
-                            }
+                if let Some(items) = v.items() {
+                    for child in items {
+                        if keep(child) {
+                            self.walk(child, rest, out);
                         }
                     }
-                    In::Object(_) if keep(v) => self.walk(v, rest, out),
-                    _ => {}
+                } else if v.is_object() && keep(v) {
+                    self.walk(v, rest, out);
                 }
             }
             Step::Out(rel) | Step::In(rel) => {
@@ -1131,28 +1128,28 @@ impl<'a> Run<'a> {
 
     // ---- conditions --------------------------------------------------------------------
 
-    fn exists(&self, path: &Path, frame: &Frame<'a, '_>) -> bool {
+    fn exists(&self, path: &Path, frame: &Frame<'a, '_, D>) -> bool {
         let mut found = Few::default();
         self.eval(path, frame, &mut found);
         !found.is_empty()
     }
 
-    fn cond(&self, cond: &Cond, frame: &Frame<'a, '_>) -> bool {
+    fn cond(&self, cond: &Cond, frame: &Frame<'a, '_, D>) -> bool {
         match cond {
             Cond::Exists(paths) => paths.iter().any(|p| self.exists(p, frame)),
             Cond::Absent(paths) => !paths.iter().any(|p| self.exists(p, frame)),
             Cond::IsTrue(path) => {
                 let mut found = Few::default();
                 self.eval(path, frame, &mut found);
-                found.get(0).and_then(|v| input::as_bool(v)) == Some(true)
+                found.get(0).and_then(|v| v.as_bool()) == Some(true)
             }
             Cond::OneOf(path, wanted) => {
                 let mut found = Few::default();
                 self.eval(path, frame, &mut found);
                 found.iter().any(|v| {
                     wanted.iter().any(|w| {
-                        input::same(v, w)
-                            || matches!((input::scalar_text(v), values::scalar_text(w)), (Some(a), Some(b)) if a == b)
+                        v.same(w)
+                            || matches!((v.scalar_text(), values::scalar_text(w)), (Some(a), Some(b)) if a == b)
                     })
                 })
             }
@@ -1167,8 +1164,8 @@ impl<'a> Run<'a> {
     fn block(
         &self,
         index: usize,
-        frame: &Frame<'a, '_>,
-        out: &mut Members<'a>,
+        frame: &Frame<'a, '_, D>,
+        out: &mut Members<'a, D>,
     ) -> Result<(), MappingError> {
         let Some(block) = self.spec.blocks.get(index) else {
             return Ok(());
@@ -1193,8 +1190,8 @@ impl<'a> Run<'a> {
     fn rule(
         &self,
         rule: &'a Rule,
-        frame: &Frame<'a, '_>,
-        out: &mut Members<'a>,
+        frame: &Frame<'a, '_, D>,
+        out: &mut Members<'a, D>,
     ) -> Result<(), MappingError> {
         if let Some(when) = &rule.when
             && !self.cond(when, frame)
@@ -1252,10 +1249,10 @@ impl<'a> Run<'a> {
                 let mut found = Few::default();
                 self.eval(object, frame, &mut found);
                 let many = found.len() > 1;
-                let mut members: Members<'a> = Vec::new();
-                for obj in found.iter().filter_map(|v| v.as_object()) {
-                    for (k, v) in obj.iter() {
-                        if input::is_absent(v) || skip_search(skip, k) {
+                let mut members: Members<'a, D> = Vec::new();
+                for obj in found.iter().filter_map(|v| v.members()) {
+                    for (k, v) in obj {
+                        if v.is_absent() || skip_search(skip, k) {
                             continue;
                         }
                         let leaf = Node::source(v);
@@ -1352,8 +1349,8 @@ impl<'a> Run<'a> {
     fn alternative(
         &self,
         alt: &'a Rule,
-        frame: &Frame<'a, '_>,
-    ) -> Result<Few<Produced<'a>>, MappingError> {
+        frame: &Frame<'a, '_, D>,
+    ) -> Result<Few<Produced<'a, D>>, MappingError> {
         match &alt.when {
             Some(when) if !self.cond(when, frame) => Ok(Few::default()),
             _ => self.produce(alt, frame),
@@ -1365,9 +1362,9 @@ impl<'a> Run<'a> {
     fn produce(
         &self,
         rule: &'a Rule,
-        frame: &Frame<'a, '_>,
-    ) -> Result<Few<Produced<'a>>, MappingError> {
-        let mut produced: Few<Produced<'a>> = match &rule.kind {
+        frame: &Frame<'a, '_, D>,
+    ) -> Result<Few<Produced<'a, D>>, MappingError> {
+        let mut produced: Few<Produced<'a, D>> = match &rule.kind {
             RuleKind::From(path) => {
                 let mut found = Few::default();
                 self.eval(path, frame, &mut found);
@@ -1437,7 +1434,11 @@ impl<'a> Run<'a> {
         Ok(produced)
     }
 
-    fn translate(&self, codes: &'a Codes, value: Leaf<'a>) -> Result<Option<Leaf<'a>>, String> {
+    fn translate(
+        &self,
+        codes: &'a Codes,
+        value: Leaf<'a, D>,
+    ) -> Result<Option<Leaf<'a, D>>, String> {
         let Some(code) = value.scalar_text() else {
             return Err(format!(
                 "code list `{}` needs a code, found {}",
@@ -1476,8 +1477,8 @@ impl<'a> Run<'a> {
         &self,
         rule: &Rule,
         target: &'a Target,
-        value: Node<'a>,
-        out: &mut Members<'a>,
+        value: Node<'a, D>,
+        out: &mut Members<'a, D>,
     ) -> Result<(), MappingError> {
         let fail = |m: String| self.error(rule, None, Some(&target.text), m);
         let Some((last, parents)) = target.keys.split_last() else {
@@ -1549,14 +1550,11 @@ impl<'a> Run<'a> {
     pub(crate) fn position_in(
         &self,
         path: &Path,
-        frame: &Frame<'a, '_>,
+        frame: &Frame<'a, '_, D>,
         value: &Value,
     ) -> Option<usize> {
         let mut found = Few::default();
         self.eval(path, frame, &mut found);
-        found
-            .iter()
-            .position(|v| input::same(v, value))
-            .map(|i| i + 1)
+        found.iter().position(|v| v.same(value)).map(|i| i + 1)
     }
 }

@@ -15,15 +15,157 @@
 use std::borrow::Cow;
 
 use serde_json::{Map, Number, Value};
+#[cfg(test)]
 use serde_json_borrow::ObjectAsVec;
 
-/// A source value as the engine reads it.
+use crate::xml::XmlTree;
+
+/// A source value parsed from text ([`Source`]).
 pub(crate) type In<'t> = serde_json_borrow::Value<'t>;
+
+/// What the engine reads a source document through: a `serde_json::Value` a caller holds, or
+/// the borrowed tree [`Source::parse`] makes. The engine is compiled for each, so neither is
+/// converted into the other to be read. (`is_null` and `is_array` come with [`XmlTree`].)
+pub(crate) trait Tree: Sized + std::fmt::Debug + serde::Serialize + XmlTree {
+    /// `self[key]` when this is an object.
+    fn member(&self, key: &str) -> Option<&Self>;
+    /// The members, when this is an object.
+    fn members(&self) -> Option<impl Iterator<Item = (&str, &Self)> + Clone>;
+    /// The items, when this is an array.
+    fn items(&self) -> Option<&[Self]>;
+    fn is_object(&self) -> bool;
+    fn is_bool(&self) -> bool;
+    fn as_str(&self) -> Option<&str>;
+    /// The text of a string, number or boolean ([`crate::values::scalar_text`]).
+    fn scalar_text(&self) -> Option<Cow<'_, str>>;
+    /// [`crate::values::as_bool`].
+    fn as_bool(&self) -> Option<bool>;
+    /// [`crate::values::is_absent`]: `null` or an empty string.
+    fn is_absent(&self) -> bool;
+    /// As an owned `serde_json::Value`.
+    fn to_json(&self) -> Value;
+    /// Whether this is the same JSON value as `other` (object members in any order).
+    fn same(&self, other: &Value) -> bool;
+}
+
+/// Objects up to this many members are searched by scanning: for the small objects documents
+/// are made of, comparing keys is cheaper than hashing the one looked for (serde_json's map
+/// hashes with SipHash).
+const SCAN_MEMBERS: usize = 32;
+
+impl Tree for Value {
+    #[inline]
+    fn member(&self, key: &str) -> Option<&Self> {
+        match self {
+            Value::Object(map) if map.len() <= SCAN_MEMBERS => map
+                .iter()
+                .find_map(|(k, v)| crate::engine::same_key(k, key).then_some(v)),
+            Value::Object(map) => map.get(key),
+            _ => None,
+        }
+    }
+
+    fn members(&self) -> Option<impl Iterator<Item = (&str, &Self)> + Clone> {
+        self.as_object()
+            .map(|map| map.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+
+    fn items(&self) -> Option<&[Self]> {
+        self.as_array().map(Vec::as_slice)
+    }
+
+    fn is_object(&self) -> bool {
+        Value::is_object(self)
+    }
+
+    fn is_bool(&self) -> bool {
+        Value::is_boolean(self)
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        Value::as_str(self)
+    }
+
+    fn scalar_text(&self) -> Option<Cow<'_, str>> {
+        crate::values::scalar_text(self)
+    }
+
+    fn as_bool(&self) -> Option<bool> {
+        crate::values::as_bool(self)
+    }
+
+    fn is_absent(&self) -> bool {
+        crate::values::is_absent(self)
+    }
+
+    fn to_json(&self) -> Value {
+        self.clone()
+    }
+
+    fn same(&self, other: &Value) -> bool {
+        self == other
+    }
+}
+
+impl Tree for In<'_> {
+    #[inline]
+    fn member(&self, key: &str) -> Option<&Self> {
+        match self {
+            In::Object(members) => members
+                .iter()
+                .find_map(|(k, v)| crate::engine::same_key(k, key).then_some(v)),
+            _ => None,
+        }
+    }
+
+    fn members(&self) -> Option<impl Iterator<Item = (&str, &Self)> + Clone> {
+        match self {
+            In::Object(members) => Some(members.as_vec().iter().map(|(k, v)| (&**k, v))),
+            _ => None,
+        }
+    }
+
+    fn items(&self) -> Option<&[Self]> {
+        self.as_array()
+    }
+
+    fn is_object(&self) -> bool {
+        In::is_object(self)
+    }
+
+    fn is_bool(&self) -> bool {
+        In::is_bool(self)
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        In::as_str(self)
+    }
+
+    fn scalar_text(&self) -> Option<Cow<'_, str>> {
+        scalar_text(self)
+    }
+
+    fn as_bool(&self) -> Option<bool> {
+        as_bool(self)
+    }
+
+    fn is_absent(&self) -> bool {
+        is_absent(self)
+    }
+
+    fn to_json(&self) -> Value {
+        to_json(self)
+    }
+
+    fn same(&self, other: &Value) -> bool {
+        same(self, other)
+    }
+}
 
 /// A parsed JSON source document, ready for [`Mappings::map_source`](crate::Mappings::map_source).
 pub struct Source<'t>(Parsed<'t>);
 
-enum Parsed<'t> {
+pub(crate) enum Parsed<'t> {
     /// The usual case: borrowed from the text.
     Borrowed(In<'t>),
     /// A document with a repeated object key, parsed as `serde_json` does.
@@ -44,12 +186,9 @@ impl<'t> Source<'t> {
         Ok(Source(Parsed::Borrowed(tree)))
     }
 
-    /// Runs `f` over the engine's tree of this document.
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&In<'_>) -> R) -> R {
-        match &self.0 {
-            Parsed::Borrowed(tree) => f(tree),
-            Parsed::Value(v) => f(&view(v)),
-        }
+    /// The document as it was parsed.
+    pub(crate) fn parsed(&self) -> &Parsed<'t> {
+        &self.0
     }
 }
 
@@ -111,8 +250,9 @@ fn slot_of(key: &str) -> usize {
     (h >> 58) as usize
 }
 
-/// `v` as the engine's tree, borrowing its strings.
-pub(crate) fn view(v: &Value) -> In<'_> {
+/// `v` as a borrowed tree, borrowing its strings.
+#[cfg(test)]
+fn view(v: &Value) -> In<'_> {
     match v {
         Value::Null => In::Null,
         Value::Bool(b) => In::Bool(*b),
@@ -127,6 +267,7 @@ pub(crate) fn view(v: &Value) -> In<'_> {
     }
 }
 
+#[cfg(test)]
 fn number_in(n: &Number) -> serde_json_borrow::Number {
     if let Some(u) = n.as_u64() {
         u.into()
@@ -222,9 +363,11 @@ mod tests {
     use super::*;
 
     fn parsed(text: &str) -> Value {
-        Source::parse(text.as_bytes())
-            .map(|s| s.with(to_json))
-            .unwrap_or_default()
+        match Source::parse(text.as_bytes()).map(|s| s.0) {
+            Ok(Parsed::Borrowed(tree)) => to_json(&tree),
+            Ok(Parsed::Value(v)) => v,
+            Err(_) => Value::Null,
+        }
     }
 
     #[test]

@@ -394,7 +394,7 @@ impl Mappings {
     /// [`NMPP_MODEL`] is checked against the NMPP v1 JSON Schema.
     pub fn map(&self, id: &str, source: &Value) -> Result<Value, MappingError> {
         let spec = self.spec(id)?;
-        let out = engine::run(spec, &input::view(source))?;
+        let out = engine::run(spec, source)?;
         Self::checked(spec, out)
     }
 
@@ -402,7 +402,10 @@ impl Mappings {
     /// it into a `Value` first: the engine reads the text's strings where they are).
     pub fn map_source(&self, id: &str, source: &Source<'_>) -> Result<Value, MappingError> {
         let spec = self.spec(id)?;
-        let out = source.with(|doc| engine::run(spec, doc))?;
+        let out = match source.parsed() {
+            input::Parsed::Borrowed(tree) => engine::run(spec, tree)?,
+            input::Parsed::Value(v) => engine::run(spec, v)?,
+        };
         Self::checked(spec, out)
     }
 
@@ -436,11 +439,10 @@ impl Mappings {
         let spec = self.spec(id)?;
         // The engine's tree is written as it is, without becoming a `Value`; output checked
         // against an NMPP schema goes through `map`, which checks a `Value`.
-        let view = input::view(source);
         let out = if model::is_nmpp_model(&spec.target_model) {
-            Node::owned(Self::checked(spec, engine::run(spec, &view)?)?)
+            Node::owned(self.map(id, source)?)
         } else {
-            engine::run_tree(spec, &view)?
+            engine::run_tree(spec, source)?
         };
         match &spec.target_format {
             TargetFormat::Json => serde_json::to_string(&out).map_err(|e| MappingError {

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use crate::engine::{Frame, Leaf, Run};
+use crate::input::Tree;
 use crate::path::Path;
 use crate::values;
 
@@ -101,13 +102,13 @@ impl Transform {
     }
 
     /// Applies the transform to one value.
-    pub(crate) fn apply<'a>(
+    pub(crate) fn apply<'a, D: Tree>(
         &self,
-        v: Leaf<'a>,
-        run: &Run<'a>,
-        frame: &Frame<'a, '_>,
-    ) -> Result<Leaf<'a>, String> {
-        let found = |what: &str, v: &Leaf<'_>| {
+        v: Leaf<'a, D>,
+        run: &Run<'a, D>,
+        frame: &Frame<'a, '_, D>,
+    ) -> Result<Leaf<'a, D>, String> {
+        let found = |what: &str, v: &Leaf<'_, D>| {
             format!(
                 "{}: expected {what}, found {}",
                 self.describe(),
