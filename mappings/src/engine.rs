@@ -725,7 +725,7 @@ impl Shapes {
             .extend(members.iter().map(|(k, _)| k.as_ptr() as usize));
         if let Some(shape) = self.maps.get(self.scratch.as_slice())
             && shape.len() == members.len()
-            && shape.keys().zip(members).all(|(a, (b, _))| a == b)
+            && shape.keys().zip(members).all(|(a, (b, _))| same_key(a, b))
         {
             return shape.clone();
         }

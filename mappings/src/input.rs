@@ -4,8 +4,8 @@
 //!
 //! A mapping reads each source value a few times at most, so the hashed map and the owned
 //! strings of a `serde_json::Value` cost more to build than they save. Text is parsed straight
-//! into this tree ([`Source::parse`]); a `serde_json::Value` a caller already holds is viewed
-//! through one ([`view`]), borrowing its strings.
+//! into this tree ([`Source::parse`]); a `serde_json::Value` a caller already holds is read as
+//! it is. The engine reads either through [`Tree`].
 //!
 //! JSON object keys are unique in a `serde_json::Value` (a repeated key keeps its first
 //! position and its last value). The borrowed parser keeps every member as written, so a
@@ -203,15 +203,25 @@ fn has_repeated_key(v: &In<'_>) -> bool {
     }
 }
 
-/// Slots of the table [`repeated`] checks small objects with (at most half are filled).
+/// Objects up to this many members are checked pair by pair (most pairs differ in length).
+const PAIRWISE: usize = 8;
+
+/// Slots of the table [`repeated`] checks other small objects with (at most half are filled).
 const SLOTS: usize = 64;
 
-/// Whether two members of one object have the same key. Small objects go through a table on
-/// the stack (found by a cheap hash of the key's ends, confirmed by comparing keys); larger ones
-/// through a `HashSet`.
+/// Whether two members of one object have the same key. The smallest objects are checked pair
+/// by pair, small ones through a table on the stack (found by a cheap hash of the key's ends,
+/// confirmed by comparing keys), larger ones through a `HashSet`.
 fn repeated<V>(members: &[(serde_json_borrow::KeyStrType<'_>, V)]) -> bool {
     if members.len() < 2 {
         return false;
+    }
+    if members.len() <= PAIRWISE {
+        return members.iter().enumerate().any(|(i, (key, _))| {
+            members[i + 1..]
+                .iter()
+                .any(|(other, _)| crate::engine::same_key(key, other))
+        });
     }
     if members.len() > SLOTS / 2 {
         let mut seen = std::collections::HashSet::with_capacity(members.len());

@@ -21,6 +21,7 @@
 //! | `src/spec/` | spec files: TOML shape, `extends` merging, compilation with `file:line` errors |
 //! | `src/path.rs` | source path expressions (`$person->currentAddress.attributes.street`) |
 //! | `src/engine.rs` | runs a compiled spec over a document, building a `serde_json::Value` |
+//! | `src/input.rs` | what the engine reads: a `serde_json::Value`, or a [`Source`] parsed from text into a borrowed tree (no hashed maps, strings left in the text) |
 //! | `src/transform.rs` | value transforms (`boolean`, `date`, `join`, `sha256_base64`, …) |
 //! | `src/xml.rs` | XML ↔ `Value` by one documented convention ([`xml`]) |
 //! | `src/doc.rs` | Markdown documentation of the loaded specs ([`Mappings::document`]) |
@@ -29,7 +30,7 @@
 //! # Flow
 //!
 //! ```text
-//! iHub SDM (JSON:API) ──validate_sdm──► persisted ──sdm_to_nmpp──► NMPP v1 (schema-checked)
+//! iHub SDM (JSON:API) ──validate_sdm──► persisted ──Source::parse, sdm_source_to_nmpp──► NMPP v1 (schema-checked)
 //!                                                   ──nmpp_to_athena_xml──► Athena CrimeRecord XML
 //! ```
 
