@@ -37,6 +37,45 @@ fn mutated(seed: &'static str) -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// A seed with members inserted at the start of some of its objects, with keys the seed uses:
+/// documents with repeated keys, which [`mappings::Source`] must read as `serde_json` does
+/// (the first place, the last value).
+fn with_repeated_keys(
+    seed: &'static str,
+    keys: &'static [&'static str],
+) -> impl Strategy<Value = Vec<u8>> {
+    let opens: Vec<usize> = seed.match_indices('{').map(|(i, _)| i + 1).collect();
+    let n = opens.len();
+    proptest::collection::vec(
+        (
+            0..n,
+            proptest::sample::select(keys),
+            prop_oneof![
+                Just("null"),
+                Just("\"\""),
+                Just("\"x\""),
+                Just("7"),
+                Just("true"),
+                Just("{}")
+            ],
+        ),
+        1..4,
+    )
+    .prop_map(move |inserts| {
+        let mut at: Vec<(usize, String)> = inserts
+            .into_iter()
+            .map(|(i, k, v)| (opens[i], format!("{k:?}:{v},")))
+            .collect();
+        // From the end, so earlier positions stay valid.
+        at.sort_by_key(|(pos, _)| std::cmp::Reverse(*pos));
+        let mut text = seed.to_owned();
+        for (pos, member) in at {
+            text.insert_str(pos, &member);
+        }
+        text.into_bytes()
+    })
+}
+
 /// Markup-heavy text, likelier than random bytes to reach deep into an XML reader.
 fn xmlish() -> impl Strategy<Value = Vec<u8>> {
     "(<[A-Za-z]{1,8}( [a-z]{1,4}=\"[^\"]{0,4}\")?>|</[A-Za-z]{1,8}>|&[a-z]{2,4};|[^<&]{0,6}){0,40}"
@@ -59,6 +98,16 @@ proptest! {
     #[test]
     fn storm_xml_never_panics(data in prop_oneof![mutated(STORM), xmlish()]) {
         fuzzing::storm_xml(&data);
+    }
+
+    #[test]
+    fn repeated_keys_map_as_serde_json_reads_them(
+        rows in with_repeated_keys(ROWS, &["crime_ref", "crime_status_cd", "last_nm", "first_nm", "gender_cd", "event_txt", "event_seq", "officer_key", "crime"]),
+        sdm in with_repeated_keys(SDM, &["type", "id", "attributes", "givenName", "familyName", "data", "incidentDescription"]),
+    ) {
+        // Each compares the mapping of the Source with the mapping of the Value.
+        fuzzing::warehouse_rows(&rows);
+        fuzzing::sdm(&sdm);
     }
 
     #[test]
