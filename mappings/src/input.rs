@@ -18,21 +18,21 @@ use serde_json::{Map, Number, Value};
 #[cfg(test)]
 use serde_json_borrow::ObjectAsVec;
 
-use crate::xml::XmlTree;
-
 /// A source value parsed from text ([`Source`]).
 pub(crate) type In<'t> = serde_json_borrow::Value<'t>;
 
 /// What the engine reads a source document through: a `serde_json::Value` a caller holds, or
 /// the borrowed tree [`Source::parse`] makes. The engine is compiled for each, so neither is
-/// converted into the other to be read. (`is_null` and `is_array` come with [`XmlTree`].)
-pub(crate) trait Tree: Sized + std::fmt::Debug + serde::Serialize + XmlTree {
+/// converted into the other to be read. Both are written as XML alike (`XmlTree` for any
+/// `Tree`).
+pub(crate) trait Tree: Sized + std::fmt::Debug + serde::Serialize {
     /// `self[key]` when this is an object.
     fn member(&self, key: &str) -> Option<&Self>;
     /// The members, when this is an object.
     fn members(&self) -> Option<impl Iterator<Item = (&str, &Self)> + Clone>;
     /// The items, when this is an array.
     fn items(&self) -> Option<&[Self]>;
+    fn is_null(&self) -> bool;
     fn is_object(&self) -> bool;
     fn is_bool(&self) -> bool;
     fn as_str(&self) -> Option<&str>;
@@ -72,6 +72,10 @@ impl Tree for Value {
 
     fn items(&self) -> Option<&[Self]> {
         self.as_array().map(Vec::as_slice)
+    }
+
+    fn is_null(&self) -> bool {
+        Value::is_null(self)
     }
 
     fn is_object(&self) -> bool {
@@ -127,6 +131,10 @@ impl Tree for In<'_> {
 
     fn items(&self) -> Option<&[Self]> {
         self.as_array()
+    }
+
+    fn is_null(&self) -> bool {
+        In::is_null(self)
     }
 
     fn is_object(&self) -> bool {

@@ -79,15 +79,6 @@ pub(crate) fn is_name(name: &str) -> bool {
         && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | ':' | '-' | '.'))
 }
 
-/// Null, or a list of nothing: writes no element.
-fn is_nothing(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Array(items) => items.iter().all(Value::is_null),
-        _ => false,
-    }
-}
-
 /// Escapes `text` into `out`; `Err(c)` names a character XML 1.0 cannot carry.
 fn escape_into(out: &mut String, text: &str, attribute: bool) -> Result<(), char> {
     let plain = |c: char| {
@@ -136,7 +127,9 @@ pub(crate) trait XmlTree {
     fn is_nothing(&self) -> bool;
 }
 
-impl XmlTree for Value {
+/// Any tree the mapping engine reads (a `Value`, or a source parsed from text) is written as the
+/// `Value` it stands for.
+impl<T: crate::input::Tree> XmlTree for T {
     fn write_element<'v>(
         &'v self,
         w: &mut Writer<'v>,
@@ -146,98 +139,44 @@ impl XmlTree for Value {
         if !is_name(name) {
             return Err(w.error(None, format!("{name:?} is not an XML name")));
         }
-        match self {
-            Value::Null => Ok(()),
-            Value::Array(items) => w.array(name, items, depth),
-            Value::Object(map) => w.object(name, map.iter().map(|(k, v)| (k.as_str(), v)), depth),
-            v => w.scalar_element(name, &crate::values::scalar_text(v).unwrap_or_default()),
+        if let Some(items) = self.items() {
+            w.array(name, items, depth)
+        } else if let Some(members) = self.members() {
+            w.object(name, members, depth)
+        } else if let Some(text) = self.scalar_text() {
+            w.scalar_element(name, &text)
+        } else {
+            Ok(())
         }
     }
 
     fn write_root<'v>(&'v self, w: &mut Writer<'v>, root: &'v str) -> Result<(), XmlError> {
-        match self {
-            Value::Object(map) => w.object(root, map.iter().map(|(k, v)| (k.as_str(), v)), 0),
-            Value::Array(_) | Value::Null => {
-                Err(w.error(None, "the root must be an object or a scalar".into()))
-            }
-            v => v.write_element(w, root, 0),
+        if let Some(members) = self.members() {
+            w.object(root, members, 0)
+        } else if self.items().is_some() || crate::input::Tree::is_null(self) {
+            Err(w.error(None, "the root must be an object or a scalar".into()))
+        } else {
+            self.write_element(w, root, 0)
         }
     }
 
     fn scalar(&self) -> Option<Cow<'_, str>> {
-        crate::values::scalar_text(self)
+        self.scalar_text()
     }
 
     fn is_null(&self) -> bool {
-        Value::is_null(self)
+        crate::input::Tree::is_null(self)
     }
 
     fn is_array(&self) -> bool {
-        Value::is_array(self)
+        self.items().is_some()
     }
 
     fn is_nothing(&self) -> bool {
-        is_nothing(self)
-    }
-}
-
-/// The members of a source object, as [`Writer::object`] reads them.
-fn members_of<'v, 't>(
-    members: &'v serde_json_borrow::ObjectAsVec<'t>,
-) -> impl Iterator<Item = (&'v str, &'v crate::input::In<'t>)> + Clone {
-    members.as_vec().iter().map(|(k, v)| (&**k, v))
-}
-
-/// A source tree is written as the `Value` it stands for.
-impl XmlTree for crate::input::In<'_> {
-    fn write_element<'v>(
-        &'v self,
-        w: &mut Writer<'v>,
-        name: &'v str,
-        depth: usize,
-    ) -> Result<(), XmlError> {
-        use crate::input::In;
-        if !is_name(name) {
-            return Err(w.error(None, format!("{name:?} is not an XML name")));
-        }
-        match self {
-            In::Null => Ok(()),
-            In::Array(items) => w.array(name, items, depth),
-            In::Object(members) => w.object(name, members_of(members), depth),
-            v => w.scalar_element(name, &crate::input::scalar_text(v).unwrap_or_default()),
-        }
-    }
-
-    fn write_root<'v>(&'v self, w: &mut Writer<'v>, root: &'v str) -> Result<(), XmlError> {
-        use crate::input::In;
-        match self {
-            In::Object(members) => w.object(root, members_of(members), 0),
-            In::Array(_) | In::Null => {
-                Err(w.error(None, "the root must be an object or a scalar".into()))
-            }
-            v => v.write_element(w, root, 0),
-        }
-    }
-
-    fn scalar(&self) -> Option<Cow<'_, str>> {
-        crate::input::scalar_text(self)
-    }
-
-    fn is_null(&self) -> bool {
-        crate::input::In::is_null(self)
-    }
-
-    fn is_array(&self) -> bool {
-        crate::input::In::is_array(self)
-    }
-
-    fn is_nothing(&self) -> bool {
-        use crate::input::In;
-        match self {
-            In::Null => true,
-            In::Array(items) => items.iter().all(In::is_null),
-            _ => false,
-        }
+        crate::input::Tree::is_null(self)
+            || self
+                .items()
+                .is_some_and(|items| items.iter().all(crate::input::Tree::is_null))
     }
 }
 
