@@ -123,9 +123,19 @@ fn open_reader(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// How long a CLI command's handle waits for the write lock a busy server holds batch after
+/// batch (SQLite's busy handler polls, so it can miss the short gaps for a while); the server's
+/// own handle waits [`SERVER_BUSY_TIMEOUT`].
+const CLI_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+const SERVER_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn open_writer(path: &Path, opts: &OpenOptions) -> Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_timeout(if opts.server {
+        SERVER_BUSY_TIMEOUT
+    } else {
+        CLI_BUSY_TIMEOUT
+    })?;
     // Retention frees space with incremental vacuum, which needs auto_vacuum=INCREMENTAL: set
     // before the first table exists (a new file), or converted once by a VACUUM (a journal
     // created before migration 2), which only works before WAL mode is entered here.
@@ -243,6 +253,12 @@ impl Drop for Checkpointer {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
+    // A journal already up to date is left alone without taking the write lock, which a
+    // running server holds most of the time under load (a CLI command opening the journal
+    // beside it would otherwise wait for it).
+    if up_to_date(conn)? {
+        return Ok(());
+    }
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
@@ -266,6 +282,23 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Whether every migration is applied (read only).
+fn up_to_date(conn: &Connection) -> Result<bool> {
+    let has_table: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(false);
+    }
+    let applied: Vec<(i64, String)> = conn
+        .prepare("SELECT version, name FROM schema_migrations")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(crate::sql::pending_migrations(MIGRATIONS, &applied)?.is_empty())
 }
 
 impl SqliteJournal {

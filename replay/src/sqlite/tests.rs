@@ -699,3 +699,45 @@ async fn a_replay_shares_its_parents_payload_and_keeps_it_through_retention() {
     assert_eq!(work[0].id, grandchild);
     assert_eq!(work[0].payload, payload);
 }
+
+#[tokio::test]
+async fn a_cli_handle_opens_beside_a_writer_holding_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let server = journal_at(&path).await;
+    server
+        .accept(exchange("k-1"), event("incident.create"))
+        .await
+        .unwrap();
+    // Another process in the middle of a write transaction, as a busy server is batch after
+    // batch: an up-to-date journal opens without waiting for the lock.
+    let holder = Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    let cli = SqliteJournal::open(
+        &path,
+        OpenOptions {
+            server: false,
+            ..OpenOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "opening waited {:?} for the write lock",
+        started.elapsed()
+    );
+    // Its writes wait for the lock and go through once it is free.
+    let write = tokio::spawn(async move {
+        cli.accept(exchange("k-2"), event("incident.create"))
+            .await
+            .map(|_| cli)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!write.is_finished(), "wrote while another held the lock");
+    holder.execute_batch("COMMIT").unwrap();
+    let cli = write.await.unwrap().unwrap();
+    assert_eq!(verify_chain(&cli).await, 2);
+    drop(server);
+}
