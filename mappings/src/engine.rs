@@ -456,10 +456,12 @@ impl<'a, D: Tree> Leaf<'a, D> {
         Leaf::Owned(Box::new(v))
     }
 
-    /// The value as a `serde_json::Value` (a source value is copied).
+    /// The value as a `serde_json::Value` (a source value is copied unless it is one).
     pub(crate) fn into_json(self) -> Cow<'a, Value> {
         match self {
-            Leaf::Source(v) => Cow::Owned(v.to_json()),
+            Leaf::Source(v) => v
+                .as_value()
+                .map_or_else(|| Cow::Owned(v.to_json()), Cow::Borrowed),
             Leaf::Spec(v) => Cow::Borrowed(v),
             Leaf::Owned(v) => Cow::Owned(*v),
         }
@@ -468,7 +470,9 @@ impl<'a, D: Tree> Leaf<'a, D> {
     /// The value as a `serde_json::Value`, borrowed where it is one.
     pub(crate) fn json(&self) -> Cow<'_, Value> {
         match self {
-            Leaf::Source(v) => Cow::Owned(v.to_json()),
+            Leaf::Source(v) => v
+                .as_value()
+                .map_or_else(|| Cow::Owned(v.to_json()), Cow::Borrowed),
             Leaf::Spec(v) => Cow::Borrowed(v),
             Leaf::Owned(v) => Cow::Borrowed(v),
         }

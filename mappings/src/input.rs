@@ -44,6 +44,8 @@ pub(crate) trait Tree: Sized + std::fmt::Debug + serde::Serialize {
     fn is_absent(&self) -> bool;
     /// As an owned `serde_json::Value`.
     fn to_json(&self) -> Value;
+    /// This, when it is a `serde_json::Value` already.
+    fn as_value(&self) -> Option<&Value>;
     /// Whether this is the same JSON value as `other` (object members in any order).
     fn same(&self, other: &Value) -> bool;
 }
@@ -106,6 +108,10 @@ impl Tree for Value {
         self.clone()
     }
 
+    fn as_value(&self) -> Option<&Value> {
+        Some(self)
+    }
+
     fn same(&self, other: &Value) -> bool {
         self == other
     }
@@ -163,6 +169,10 @@ impl Tree for In<'_> {
 
     fn to_json(&self) -> Value {
         to_json(self)
+    }
+
+    fn as_value(&self) -> Option<&Value> {
+        None
     }
 
     fn same(&self, other: &Value) -> bool {
