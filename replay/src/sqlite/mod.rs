@@ -264,11 +264,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
              version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
     )?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let applied: Vec<(i64, String)> = tx
-        .prepare("SELECT version, name FROM schema_migrations")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    for &(version, name, sql) in crate::sql::pending_migrations(MIGRATIONS, &applied)? {
+    for &(version, name, sql) in crate::sql::pending_migrations(MIGRATIONS, &applied(&tx)?)? {
         tx.execute_batch(sql)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
@@ -294,11 +290,15 @@ fn up_to_date(conn: &Connection) -> Result<bool> {
     if !has_table {
         return Ok(false);
     }
-    let applied: Vec<(i64, String)> = conn
+    Ok(crate::sql::pending_migrations(MIGRATIONS, &applied(conn)?)?.is_empty())
+}
+
+/// (version, name) of every applied migration.
+fn applied(conn: &Connection) -> Result<Vec<(i64, String)>> {
+    Ok(conn
         .prepare("SELECT version, name FROM schema_migrations")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(crate::sql::pending_migrations(MIGRATIONS, &applied)?.is_empty())
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 impl SqliteJournal {

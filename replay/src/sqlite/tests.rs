@@ -462,6 +462,18 @@ async fn verify_chain(j: &SqliteJournal) -> u64 {
     v.checked()
 }
 
+/// Accepts `n` exchanges (keys `PREFIX-i`) and claims them all for node `n1`.
+async fn accept_and_claim(j: &SqliteJournal, prefix: &str, n: usize) -> Vec<crate::WorkItem> {
+    for i in 0..n {
+        j.accept(exchange(&format!("{prefix}-{i}")), event("incident.create"))
+            .await
+            .unwrap();
+    }
+    j.claim_due("n1", OffsetDateTime::now_utc(), Duration::from_secs(60), n)
+        .await
+        .unwrap()
+}
+
 /// Attempts queued together are recorded together: the refused one (a stale node) is answered
 /// with its refusal and the others are recorded, each with its audit record and counts.
 #[tokio::test]
@@ -469,15 +481,7 @@ async fn attempts_recorded_together_refuse_a_stale_node_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
     let j = Arc::new(journal_at(&path).await);
-    for i in 0..60 {
-        j.accept(exchange(&format!("g-{i}")), event("incident.create"))
-            .await
-            .unwrap();
-    }
-    let work = j
-        .claim_due("n1", OffsetDateTime::now_utc(), Duration::from_secs(60), 60)
-        .await
-        .unwrap();
+    let work = accept_and_claim(&j, "g", 60).await;
     assert_eq!(work.len(), 60);
     let stale = work[17].id;
     let mut tasks = Vec::new();
@@ -539,15 +543,7 @@ async fn an_attempt_failing_midway_fails_alone_in_its_group() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
     let j = Arc::new(journal_at(&path).await);
-    for i in 0..40 {
-        j.accept(exchange(&format!("f-{i}")), event("incident.create"))
-            .await
-            .unwrap();
-    }
-    let work = j
-        .claim_due("n1", OffsetDateTime::now_utc(), Duration::from_secs(60), 40)
-        .await
-        .unwrap();
+    let work = accept_and_claim(&j, "f", 40).await;
     let bad = work[9].id;
     {
         let c = Connection::open(&path).unwrap();
