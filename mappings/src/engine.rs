@@ -223,12 +223,6 @@ struct JsonApi<'a, D> {
     inbound: Vec<Vec<(&'a str, usize)>>,
 }
 
-/// `v[key]` when `v` is an object.
-#[inline]
-pub(crate) fn member<'v, D: Tree>(v: &'v D, key: &str) -> Option<&'v D> {
-    v.member(key)
-}
-
 /// Whether `key` is in `skip` (ordered by length, then text): most comparisons are decided by
 /// length alone.
 fn skip_search(skip: &[String], key: &str) -> bool {
@@ -264,11 +258,11 @@ fn word(b: &[u8], at: usize) -> u64 {
 }
 
 fn key_of<D: Tree>(v: &D) -> Option<(&str, &str)> {
-    Some((member(v, "type")?.as_str()?, member(v, "id")?.as_str()?))
+    Some((v.member("type")?.as_str()?, v.member("id")?.as_str()?))
 }
 
 fn linkages<D: Tree>(rel: &D) -> impl Iterator<Item = &D> {
-    let data = member(rel, "data");
+    let data = rel.member("data");
     let (one, many) = match data {
         Some(v) if v.is_array() => (None, v.items().map(<[D]>::iter)),
         Some(v) if v.is_object() => (Some(v), None),
@@ -284,13 +278,13 @@ fn address<D: Tree>(v: &D) -> usize {
 impl<'a, D: Tree> JsonApi<'a, D> {
     fn new(doc: &'a D) -> Self {
         let mut entities: Vec<&'a D> = Vec::new();
-        if let Some(data) = member(doc, "data") {
+        if let Some(data) = doc.member("data") {
             match data.items() {
                 Some(items) => entities.extend(items.iter()),
                 None => entities.push(data),
             }
         }
-        if let Some(items) = member(doc, "included").and_then(D::items) {
+        if let Some(items) = doc.member("included").and_then(D::items) {
             entities.extend(items.iter());
         }
         let mut keys: Vec<(&'a str, &'a str, usize)> = entities
@@ -307,7 +301,7 @@ impl<'a, D: Tree> JsonApi<'a, D> {
         let mut outbound = vec![Vec::new(); entities.len()];
         let mut inbound = vec![Vec::new(); entities.len()];
         for (from, entity) in entities.iter().enumerate() {
-            if let Some(rels) = member(*entity, "relationships").and_then(D::members) {
+            if let Some(rels) = entity.member("relationships").and_then(D::members) {
                 for (reason, rel) in rels {
                     for link in linkages(rel) {
                         if let Some(to) = key_of(link).and_then(|(t, id)| find(t, id)) {
@@ -1065,10 +1059,10 @@ impl<'a, D: Tree> Run<'a, D> {
                 return;
             };
             let child = match step {
-                Step::Key(k) => member(v, k),
+                Step::Key(k) => v.member(k),
                 Step::Index(i) => v.items().and_then(|a| a.get(*i)),
                 Step::Token(t) => match v.items() {
-                    None => member(v, t),
+                    None => v.member(t),
                     Some(items) => t.parse::<usize>().ok().and_then(|i| items.get(i)),
                 },
                 _ => break (step, rest),
@@ -1098,7 +1092,8 @@ impl<'a, D: Tree> Run<'a, D> {
                 values: wanted,
             } => {
                 let keep = |item: &D| {
-                    let found = member(item, key)
+                    let found = item
+                        .member(key)
                         .and_then(D::scalar_text)
                         .is_some_and(|t| wanted.iter().any(|w| *w == t));
                     found != *negate
