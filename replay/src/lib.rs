@@ -19,6 +19,7 @@
 //! `postgres://…` / `postgresql://…`.
 
 pub mod audit;
+mod canonical;
 mod claim;
 mod error;
 pub mod ledger;
