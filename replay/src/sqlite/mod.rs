@@ -172,6 +172,10 @@ fn open_writer(path: &Path, opts: &OpenOptions) -> Result<Connection> {
     // A 64 MiB page cache (SQLite's default is 2 MiB): under load the writer otherwise re-reads
     // the same b-tree pages from the OS on every batch (claims and attempts walk the indexes).
     conn.execute_batch("PRAGMA cache_size=-65536;")?;
+    // rusqlite keeps 16 prepared statements by default; the writer alone uses more than that in
+    // a bulk replay (claims, attempts, audit appends, replay steps, savepoints), and each one
+    // evicted is parsed and planned again the next time.
+    conn.set_prepared_statement_cache_capacity(128);
     if let Some(max) = opts.max_size_bytes {
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let pages = (max as i64 / page_size).max(1);

@@ -342,7 +342,11 @@ fn apply_attempts(
         return one_by_one(head, group, finishes);
     }
     let saved = head.clone();
-    if tx.execute_batch("SAVEPOINT attempts").is_err() {
+    if tx
+        .prepare_cached("SAVEPOINT attempts")
+        .and_then(|mut s| s.execute([]))
+        .is_err()
+    {
         return one_by_one(head, group, finishes);
     }
     let mut counts = CountDeltas::new();
@@ -372,7 +376,12 @@ fn apply_attempts(
         tracing::warn!(error = %e, "counts of an attempt group not saved; retrying one by one");
         failed = true;
     }
-    if !failed && tx.execute_batch("RELEASE attempts").is_err() {
+    if !failed
+        && tx
+            .prepare_cached("RELEASE attempts")
+            .and_then(|mut s| s.execute([]))
+            .is_err()
+    {
         failed = true;
     }
     if failed {
@@ -429,10 +438,12 @@ pub(crate) fn in_savepoint_conn<T>(
     f: impl FnOnce(&Connection, &mut Head) -> Result<T>,
 ) -> Result<T> {
     let saved = head.clone();
-    tx.execute_batch("SAVEPOINT op")?;
+    // Prepared once per connection: parsing the statement again each time cost more than the
+    // savepoint itself.
+    tx.prepare_cached("SAVEPOINT op")?.execute([])?;
     match f(tx, head) {
         Ok(v) => {
-            tx.execute_batch("RELEASE op")?;
+            tx.prepare_cached("RELEASE op")?.execute([])?;
             Ok(v)
         }
         Err(e) => {
