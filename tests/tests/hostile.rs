@@ -171,6 +171,52 @@ async fn a_10_mb_chunked_body_is_413() {
     still_serves(&gw).await;
 }
 
+/// A client that sends its whole over-long body before it reads (as most HTTP clients do) still
+/// gets the 413: the gateway reads and discards the rest of the body before it answers, instead
+/// of closing on unread bytes, which resets the connection under the client's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_writes_its_whole_over_long_body_first_reads_the_413() {
+    let gw = TestGateway::start().await;
+    let addr = gw.base_url.trim_start_matches("http://").to_owned();
+    let len = 12 * 1024 * 1024;
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /incidents HTTP/1.1\r\nhost: {addr}\r\ncontent-type: {JSONAPI}\r\n\
+         x-api-key: {API_KEY}\r\nx-api-secret: {}\r\ncontent-length: {len}\r\n\r\n",
+        nmpp_tests::API_SECRET
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // More than the loopback socket buffers hold: the writes complete only if the server reads.
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..len / chunk.len() {
+        stream
+            .write_all(&chunk)
+            .await
+            .expect("the gateway reads the whole body before it answers");
+    }
+    let mut answer = Vec::new();
+    let mut tmp = [0u8; 4096];
+    while !(answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}")) {
+        let n = stream
+            .read(&mut tmp)
+            .await
+            .expect("the answer, not a reset");
+        assert!(
+            n > 0,
+            "closed before answering: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&tmp[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "expected 413, got: {answer}"
+    );
+    assert!(answer.contains("request.too_large"), "{answer}");
+    still_serves(&gw).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_utf8_is_400() {
     let gw = TestGateway::start().await;
