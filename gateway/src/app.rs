@@ -122,7 +122,12 @@ pub struct AuditNote {
 /// Builds the router over `state`.
 pub fn app(state: AppState) -> Router {
     let authed = Router::new()
-        .route("/incidents", post(api::incidents::post_incident))
+        // The /incidents handler enforces its own, configurable limit with a JSON:API 413; every
+        // other body keeps axum's default limit (2 MB).
+        .route(
+            "/incidents",
+            post(api::incidents::post_incident).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/v1/exchanges", get(api::ops::list_exchanges))
         .route("/v1/exchanges/{id}", get(api::ops::get_exchange))
         .route("/v1/exchanges/{id}/replay", post(api::ops::replay_exchange))
@@ -163,8 +168,6 @@ pub fn app(state: AppState) -> Router {
         .merge(authed)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
-        // The /incidents handler enforces its own, configurable limit with a JSON:API 413.
-        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), gatekeeper))
         .with_state(state)
 }
