@@ -62,7 +62,8 @@ pub struct Config {
 pub struct HttpConfig {
     /// Address to listen on. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
-    /// Largest request body accepted, in bytes; larger bodies get 413. Default 5 MiB.
+    /// Largest `POST /incidents` body accepted, in bytes; larger bodies get 413. Default 5 MiB.
+    /// (Operations request bodies have a fixed limit of 2 MB.)
     pub body_limit_bytes: usize,
     /// How long a request may take end to end before it gets 503. Default 30 s.
     pub request_timeout_ms: u64,
