@@ -33,6 +33,16 @@ async fn still_serves(gw: &TestGateway) {
         .await;
 }
 
+/// Checks a raw HTTP answer is the JSON:API 413 for an over-long body.
+fn assert_raw_413(answer: &[u8]) {
+    let answer = String::from_utf8_lossy(answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "expected 413, got: {answer}"
+    );
+    assert!(answer.contains("request.too_large"), "{answer}");
+}
+
 fn assert_names(doc: &Value, needles: &[&str]) {
     let text = error_text(doc);
     for n in needles {
@@ -162,12 +172,7 @@ async fn a_10_mb_chunked_body_is_413() {
     };
     // The server may answer before the upload ends and close; a write error is expected then.
     let (_, answer) = tokio::join!(write, read);
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.starts_with("HTTP/1.1 413"),
-        "expected 413, got: {answer}"
-    );
-    assert!(answer.contains("request.too_large"), "{answer}");
+    assert_raw_413(&answer);
     still_serves(&gw).await;
 }
 
@@ -208,12 +213,7 @@ async fn a_client_that_writes_its_whole_over_long_body_first_reads_the_413() {
         );
         answer.extend_from_slice(&tmp[..n]);
     }
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.starts_with("HTTP/1.1 413"),
-        "expected 413, got: {answer}"
-    );
-    assert!(answer.contains("request.too_large"), "{answer}");
+    assert_raw_413(&answer);
     still_serves(&gw).await;
 }
 

@@ -507,23 +507,6 @@ prop_compose! {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 500,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
-
-    /// The fast canonical writer and the general RFC 8785 canonicaliser agree byte for byte.
-    #[test]
-    fn ledger_prop_fast_canonical_json_matches_rfc8785_canonicaliser(e in audit_entry()) {
-        prop_assert_eq!(
-            String::from_utf8(e.canonical_json().unwrap()).unwrap(),
-            String::from_utf8(e.canonical_json_general().unwrap()).unwrap()
-        );
-    }
-}
-
 prop_compose! {
     fn audit_event()(
         secs in -62_135_596_800i64..253_402_300_799,
@@ -563,6 +546,15 @@ proptest! {
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
+
+    /// The fast canonical writer and the general RFC 8785 canonicaliser agree byte for byte.
+    #[test]
+    fn ledger_prop_fast_canonical_json_matches_rfc8785_canonicaliser(e in audit_entry()) {
+        prop_assert_eq!(
+            String::from_utf8(e.canonical_json().unwrap()).unwrap(),
+            String::from_utf8(e.canonical_json_general().unwrap()).unwrap()
+        );
+    }
 
     /// The chain hash's fast canonical writer and the general RFC 8785 canonicaliser agree byte
     /// for byte (and so the chain hashes of records written before and after it agree).
