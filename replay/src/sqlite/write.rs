@@ -342,11 +342,7 @@ fn apply_attempts(
         return one_by_one(head, group, finishes);
     }
     let saved = head.clone();
-    if tx
-        .prepare_cached("SAVEPOINT attempts")
-        .and_then(|mut s| s.execute([]))
-        .is_err()
-    {
+    if run_cached(tx, "SAVEPOINT attempts").is_err() {
         return one_by_one(head, group, finishes);
     }
     let mut counts = CountDeltas::new();
@@ -376,12 +372,7 @@ fn apply_attempts(
         tracing::warn!(error = %e, "counts of an attempt group not saved; retrying one by one");
         failed = true;
     }
-    if !failed
-        && tx
-            .prepare_cached("RELEASE attempts")
-            .and_then(|mut s| s.execute([]))
-            .is_err()
-    {
+    if !failed && run_cached(tx, "RELEASE attempts").is_err() {
         failed = true;
     }
     if failed {
@@ -422,6 +413,12 @@ impl AttemptError {
     }
 }
 
+/// Runs a parameterless statement (a savepoint or its release) prepared once per connection,
+/// not parsed again for every operation of every batch.
+fn run_cached(c: &Connection, sql: &str) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute([])
+}
+
 /// Runs `f` inside a savepoint; on error rolls back its writes and restores the audit head.
 fn in_savepoint<T>(
     tx: &Transaction<'_>,
@@ -438,12 +435,10 @@ pub(crate) fn in_savepoint_conn<T>(
     f: impl FnOnce(&Connection, &mut Head) -> Result<T>,
 ) -> Result<T> {
     let saved = head.clone();
-    // Prepared once per connection: parsing the statement again each time cost more than the
-    // savepoint itself.
-    tx.prepare_cached("SAVEPOINT op")?.execute([])?;
+    run_cached(tx, "SAVEPOINT op")?;
     match f(tx, head) {
         Ok(v) => {
-            tx.prepare_cached("RELEASE op")?.execute([])?;
+            run_cached(tx, "RELEASE op")?;
             Ok(v)
         }
         Err(e) => {
