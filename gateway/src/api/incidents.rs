@@ -116,11 +116,7 @@ fn media_type_ok(headers: &HeaderMap) -> bool {
 const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
 const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn read_body(
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-) -> Result<bytes::Bytes, ApiError> {
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, ApiError> {
     use futures::StreamExt;
     let too_large = || {
         ApiError::new(
@@ -154,8 +150,7 @@ async fn read_body(
         return Err(too_large());
     }
     // Room for what the client declared, up to a bound (a declared length is not a promise).
-    let mut buf =
-        bytes::BytesMut::with_capacity(declared.map_or(8 * 1024, |l| l.min(64 * 1024) as usize));
+    let mut buf = Vec::with_capacity(declared.map_or(8 * 1024, |l| l.min(64 * 1024) as usize));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             // The client went away mid-body, or sent a malformed chunked encoding.
@@ -172,7 +167,7 @@ async fn read_body(
         }
         buf.extend_from_slice(&chunk);
     }
-    Ok(buf.freeze())
+    Ok(buf)
 }
 
 fn malformed(e: &serde_json::Error) -> ApiError {
@@ -362,7 +357,7 @@ pub(crate) async fn post_incident(
         correlation_id: ctx.correlation_id.clone(),
         case_ref: facts.customer_reference.clone(),
         payload_type: JSONAPI.into(),
-        payload: bytes.to_vec(),
+        payload: bytes,
         response: response.clone(),
     };
     let mut audit = ctx.audit(Some(&principal), "incident.create", "success");
