@@ -536,8 +536,9 @@ async fn attempts_recorded_together_refuse_a_stale_node_alone() {
 }
 
 /// When a statement fails after an attempt's guard matched (here: its attempt row already
-/// exists), the group is rolled back and redone one attempt at a time: only that attempt
-/// fails, with nothing of it kept, and its neighbours are recorded.
+/// exists), the batch's attempts are rolled back and redone one at a time: only that attempt
+/// fails, with nothing of it kept, and its neighbours are recorded. Accepts queued at the same
+/// moment (in the same batches) are all acknowledged and kept.
 #[tokio::test]
 async fn an_attempt_failing_midway_fails_alone_in_its_group() {
     let dir = tempfile::tempdir().unwrap();
@@ -570,13 +571,24 @@ async fn an_attempt_failing_midway_fails_alone_in_its_group() {
             (id, r)
         }));
     }
+    let mut accepts = Vec::new();
+    for i in 0..20 {
+        let j = j.clone();
+        accepts.push(tokio::spawn(async move {
+            j.accept(exchange(&format!("beside-{i}")), event("incident.create"))
+                .await
+        }));
+    }
     for t in tasks {
         let (id, r) = t.await.unwrap();
         assert_eq!(r.is_err(), id == bad, "{id}: {r:?}");
     }
+    for t in accepts {
+        assert!(matches!(t.await.unwrap(), Ok(AcceptOutcome::Created)));
+    }
     let s = j.stats().await.unwrap();
-    assert_eq!((s.pending, s.parked), (1, 39), "{s:?}");
-    assert_eq!(counted(&path), (1, 0, 39));
+    assert_eq!((s.pending, s.parked), (1 + 20, 39), "{s:?}");
+    assert_eq!(counted(&path), (1 + 20, 0, 39));
     let status: String = Connection::open(&path)
         .unwrap()
         .query_row(
@@ -586,7 +598,7 @@ async fn an_attempt_failing_midway_fails_alone_in_its_group() {
         )
         .unwrap();
     assert_eq!(status, "pending", "its update was rolled back");
-    assert_eq!(verify_chain(&j).await, 40 + 39);
+    assert_eq!(verify_chain(&j).await, 40 + 39 + 20);
 }
 
 /// A replay shares its parent's payload and response instead of copying them; claims, reads
