@@ -30,6 +30,12 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map_or(Ok(100_000), |a| a.parse())?;
     let workers: usize = args.next().map_or(Ok(64), |a| a.parse())?;
+    // Children created per replay step (`replay.batch`): the shipped default unless given.
+    let step: usize = args
+        .next()
+        .map_or(Ok(gateway::config::ReplayConfig::default().batch), |a| {
+            a.parse()
+        })?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("journal.db");
     let url = format!("sqlite://{}", path.display());
@@ -46,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let mut cfg = test_config(&path, &sim.base_url());
     cfg.delivery.workers = workers;
     cfg.replay.poll_ms = 20;
-    cfg.replay.batch = 1000;
+    cfg.replay.batch = step;
     let gw = gateway::Gateway::build(cfg, None).await?;
     let journal = gw.state.journal.clone();
     let pipeline = gw.state.pipeline.clone();
@@ -144,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = server.await;
     println!(
-        "n={n} workers={workers} seed={seed_s:.1}s ({:.0}/s) children_created={replayed_s:.1}s ({:.0}/s) \
+        "n={n} workers={workers} step={step} seed={seed_s:.1}s ({:.0}/s) children_created={replayed_s:.1}s ({:.0}/s) \
          delivered={delivered_s:.1}s ({:.0}/s) sim_created={} sim_duplicates={}",
         n as f64 / seed_s,
         n as f64 / replayed_s,

@@ -815,47 +815,85 @@ fn record_attempt(
         Transition::RetryAt(at) => ("pending", Some(millis(*at)), None),
         Transition::Parked => ("parked", None, None),
     };
-    // Only the lease holder, for the next attempt number: a stale node is refused. A failing
-    // statement changes nothing (SQLite undoes it whole), so until this one has matched a row
-    // nothing has been written.
-    let row: Option<(String, String, String, String)> = c
+    // Only the lease holder, for the next attempt number: a stale node is refused before
+    // anything is written. The row is read, checked and then updated by its rowid: this thread
+    // is the journal's only writer, so nothing can change it in between. (An `UPDATE …
+    // RETURNING` did the same in one statement, but SQLite runs RETURNING through a temporary
+    // table it creates and drops each time: measurably slower for a one-row update.)
+    type Row = (
+        i64,
+        String,
+        Option<String>,
+        i64,
+        String,
+        String,
+        String,
+        String,
+    );
+    let row: Option<Row> = c
         .prepare_cached(
-            "UPDATE exchanges SET status = ?2, attempts = ?3, next_attempt_ms = ?4,
-                 lease_owner = NULL, lease_until_ms = NULL, updated_ms = ?5,
-                 last_error_class = ?6, last_error = ?7,
-                 target_ref = coalesce(?8, target_ref),
-                 canonical = coalesce(?9, canonical),
-                 target_payload = coalesce(?10, target_payload),
-                 mapping_version = coalesce(?11, mapping_version)
-             WHERE id = ?1 AND status = 'pending' AND lease_owner = ?12 AND attempts = ?3 - 1
-             RETURNING force, kind, correlation_id, target_system",
+            "SELECT seq, status, lease_owner, attempts, force, kind, correlation_id, target_system
+             FROM exchanges WHERE id = ?1",
         )
         .and_then(|mut stmt| {
-            stmt.query_row(
-                params![
-                    id_s,
-                    status,
-                    a.number,
-                    next_ms,
-                    now_ms,
-                    a.error_class,
-                    a.detail,
-                    target_ref,
-                    p.canonical,
-                    p.target_payload,
-                    p.mapping_version,
-                    a.node,
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
+            stmt.query_row(params![id_s], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })
             .optional()
         })
-        .map_err(|e| AttemptError::Failed(e.into()))?;
-    let Some((force, kind, corr, target)) = row else {
-        return Err(AttemptError::Refused(
-            attempt_conflict(c, id, a).unwrap_or_else(|e| e),
-        ));
+        .map_err(|e| AttemptError::Refused(e.into()))?;
+    let Some((seq, cur_status, owner, attempts, force, kind, corr, target)) = row else {
+        return Err(AttemptError::Refused(JournalError::NotFound(id_s)));
     };
+    if cur_status != "pending"
+        || owner.as_deref() != Some(a.node.as_str())
+        || attempts != i64::from(a.number) - 1
+    {
+        return Err(AttemptError::Refused(crate::ops::attempt_refusal(
+            id,
+            a,
+            &cur_status,
+            owner.as_deref(),
+            attempts,
+        )));
+    }
+    // From here on a failure may leave the attempt half-written (or, should SQLite have given
+    // up the whole transaction, worse): the caller rolls back and records it alone.
+    c.prepare_cached(
+        "UPDATE exchanges SET status = ?2, attempts = ?3, next_attempt_ms = ?4,
+             lease_owner = NULL, lease_until_ms = NULL, updated_ms = ?5,
+             last_error_class = ?6, last_error = ?7,
+             target_ref = coalesce(?8, target_ref),
+             canonical = coalesce(?9, canonical),
+             target_payload = coalesce(?10, target_payload),
+             mapping_version = coalesce(?11, mapping_version)
+         WHERE seq = ?1",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            seq,
+            status,
+            a.number,
+            next_ms,
+            now_ms,
+            a.error_class,
+            a.detail,
+            target_ref,
+            p.canonical,
+            p.target_payload,
+            p.mapping_version,
+        ])
+    })
+    .map_err(|e| AttemptError::Failed(e.into()))?;
     let rest = || -> Result<()> {
         c.prepare_cached(
             "INSERT INTO attempts (exchange_id, number, started_at, finished_at, outcome,
@@ -887,20 +925,4 @@ fn record_attempt(
         Ok(())
     };
     rest().map_err(AttemptError::Failed)
-}
-
-/// Why an attempt was refused, as a [`JournalError`].
-fn attempt_conflict(c: &Connection, id: Uuid, a: &Attempt) -> Result<JournalError> {
-    let row: Option<(String, Option<String>, i64)> = c
-        .prepare_cached("SELECT status, lease_owner, attempts FROM exchanges WHERE id = ?1")?
-        .query_row(params![id.to_string()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?;
-    Ok(match row {
-        None => JournalError::NotFound(id.to_string()),
-        Some((status, owner, attempts)) => {
-            crate::ops::attempt_refusal(id, a, &status, owner.as_deref(), attempts)
-        }
-    })
 }
