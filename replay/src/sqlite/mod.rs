@@ -1,10 +1,13 @@
 //! The embedded SQLite journal.
 //!
 //! One writer thread owns the only writing connection. Requests queue on a channel; the writer
-//! takes everything queued, applies it in one transaction (each operation inside its own
-//! savepoint, so one failing operation does not fail its neighbours), commits once — one fsync
-//! with `synchronous=FULL` in WAL mode — and only then answers every waiting caller. Concurrent
+//! takes everything queued, applies it in one transaction, commits once — one fsync with
+//! `synchronous=FULL` in WAL mode — and only then answers every waiting caller. Concurrent
 //! requests therefore share fsyncs (group commit) and none is answered before it is durable.
+//! One failing operation does not fail its neighbours: each runs in its own savepoint, except
+//! single-statement claims (which SQLite applies whole or not at all) and delivery attempts,
+//! which are recorded together first and, should one fail midway, rolled back with the
+//! transaction and recorded again one by one (`write::apply_batch`).
 //!
 //! Reads use a small pool of separate read-only connections, which WAL lets run beside the
 //! writer; other processes (the CLI) can read and write the same file while the server runs.
