@@ -43,6 +43,23 @@ pub(crate) fn outcome_event(
     }
 }
 
+/// The guard of `record_attempt`, on the exchange's current state: only the lease holder may
+/// record, and only the next attempt number, while the exchange is pending.
+pub(crate) fn check_attempt(
+    id: Uuid,
+    a: &Attempt,
+    status: &str,
+    owner: Option<&str>,
+    attempts: i64,
+) -> Result<(), JournalError> {
+    if status == "pending" && owner == Some(a.node.as_str()) && attempts == i64::from(a.number) - 1
+    {
+        Ok(())
+    } else {
+        Err(attempt_refusal(id, a, status, owner, attempts))
+    }
+}
+
 /// Why `record_attempt` refused, given the exchange's current state.
 pub(crate) fn attempt_refusal(
     id: Uuid,

@@ -17,13 +17,14 @@
 //! Like the `nmpp-gateway` binary, it allocates with mimalloc (so the gateway code runs on the
 //! allocator it ships with).
 //!
-//! Run: `ops/bench/bulk-replay.sh [N] [WORKERS]`.
+//! Run: `ops/bench/bulk-replay.sh [N] [WORKERS] [STEP]` (STEP: children per replay step,
+//! `replay.batch`; default the shipped default).
 
 use nmpp_tests::{FORCE, test_config};
+use std::time::{Duration, Instant};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use std::time::{Duration, Instant};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -401,7 +401,7 @@ impl SqliteJournal {
         self.write(|reply| {
             Op::Exec(Box::new(move |ready| match ready {
                 Ok((c, head)) => {
-                    let r = write::in_savepoint_conn(c, head, f);
+                    let r = write::in_savepoint(c, head, f);
                     write::finish(reply, r)
                 }
                 Err(e) => {

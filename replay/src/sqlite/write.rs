@@ -382,7 +382,7 @@ fn record_attempts_one_by_one(
     finishes: &mut Vec<Finish>,
 ) {
     for a in group {
-        let r = in_savepoint_conn(tx, head, |c, h| {
+        let r = in_savepoint(tx, head, |c, h| {
             let mut counts = CountDeltas::new();
             record_attempt(
                 c,
@@ -435,16 +435,7 @@ fn run_cached(c: &Connection, sql: &str) -> rusqlite::Result<usize> {
 }
 
 /// Runs `f` inside a savepoint; on error rolls back its writes and restores the audit head.
-fn in_savepoint<T>(
-    tx: &Transaction<'_>,
-    head: &mut Head,
-    f: impl FnOnce(&Connection, &mut Head) -> Result<T>,
-) -> Result<T> {
-    in_savepoint_conn(tx, head, f)
-}
-
-/// [`in_savepoint`] on the batch connection.
-pub(crate) fn in_savepoint_conn<T>(
+pub(crate) fn in_savepoint<T>(
     tx: &Connection,
     head: &mut Head,
     f: impl FnOnce(&Connection, &mut Head) -> Result<T>,
@@ -854,18 +845,8 @@ fn record_attempt(
     let Some((seq, cur_status, owner, attempts, force, kind, corr, target)) = row else {
         return Err(AttemptError::Refused(JournalError::NotFound(id_s)));
     };
-    if cur_status != "pending"
-        || owner.as_deref() != Some(a.node.as_str())
-        || attempts != i64::from(a.number) - 1
-    {
-        return Err(AttemptError::Refused(crate::ops::attempt_refusal(
-            id,
-            a,
-            &cur_status,
-            owner.as_deref(),
-            attempts,
-        )));
-    }
+    crate::ops::check_attempt(id, a, &cur_status, owner.as_deref(), attempts)
+        .map_err(AttemptError::Refused)?;
     // From here on a failure may leave the attempt half-written (or, should SQLite have given
     // up the whole transaction, worse): the caller rolls back and records it alone.
     c.prepare_cached(
