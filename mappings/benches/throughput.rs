@@ -19,6 +19,7 @@
 //! |---|---|---|
 //! | SDM → NMPP → Athena XML | `Source::parse` of the SDM text (the engine's borrowed tree, as a delivery reads a stored payload), `sdm_source_to_nmpp` (NMPP schema check included), `nmpp_to_athena_xml` | `serde_json` parse of the same SDM text into a `Value`, then quick-xml reading the Athena XML we produce and writing it back event by event |
 //! | warehouse rows → NMPP | `Source::parse` of the row set, `map_source(warehouse-to-nmpp-case)` (schema check included), `serde_json` serialise | `serde_json` parse of the same row set into a `Value` and serialise |
+//! | SDM ingest check | `Source::parse` of the SDM text and `validate_sdm_source` (what `POST /incidents` runs on each body) | `serde_json` parse into a `Value` and `validate_sdm` (what it ran before) |
 //!
 //! Both sides run alternately in rounds of the same length; the figure is the median round.
 //! Like the `nmpp-gateway` binary, the harness allocates with mimalloc.
@@ -168,6 +169,22 @@ fn main() {
     );
     compare("SDM -> NMPP -> Athena XML", seconds, sdm_ours, sdm_raw);
     compare("warehouse rows -> NMPP", seconds, rows_ours, rows_raw);
+    // The ingest check `POST /incidents` runs on every body: parse and validate_sdm, over the
+    // borrowed tree (as the gateway does) beside over a `serde_json::Value` (as it did).
+    compare(
+        "SDM ingest check (vs via Value)",
+        seconds,
+        || {
+            let ok = Source::parse(black_box(sdm.as_bytes()))
+                .is_ok_and(|s| mappings::validate_sdm_source(&s).is_ok());
+            black_box(ok);
+        },
+        || {
+            let ok = serde_json::from_str::<Value>(black_box(&sdm))
+                .is_ok_and(|v| mappings::validate_sdm(&v).is_ok());
+            black_box(ok);
+        },
+    );
     // Where the time goes (not compared).
     let t = |f: &mut dyn FnMut()| 1e6 / rate(Duration::from_millis(500), f);
     println!(

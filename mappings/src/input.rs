@@ -48,6 +48,12 @@ pub(crate) trait Tree: Sized + std::fmt::Debug + serde::Serialize {
     fn as_value(&self) -> Option<&Value>;
     /// Whether this is the same JSON value as `other` (object members in any order).
     fn same(&self, other: &Value) -> bool;
+    /// [`crate::values::as_u32`]: a number or a string of digits fitting `u32`.
+    fn as_u32(&self) -> Option<u32>;
+    /// Whether this is a number without a fraction part (as parsed: `1.0` is not).
+    fn is_integer(&self) -> bool;
+    /// The JSON type, as an error message names it (`"a string"`).
+    fn type_name(&self) -> &'static str;
 }
 
 /// Objects up to this many members are searched by scanning: for the small objects documents
@@ -115,6 +121,25 @@ impl Tree for Value {
     fn same(&self, other: &Value) -> bool {
         self == other
     }
+
+    fn as_u32(&self) -> Option<u32> {
+        crate::values::as_u32(self)
+    }
+
+    fn is_integer(&self) -> bool {
+        self.is_i64() || self.is_u64()
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+        }
+    }
 }
 
 impl Tree for In<'_> {
@@ -177,6 +202,29 @@ impl Tree for In<'_> {
 
     fn same(&self, other: &Value) -> bool {
         same(self, other)
+    }
+
+    fn as_u32(&self) -> Option<u32> {
+        match self {
+            In::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+            In::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn is_integer(&self) -> bool {
+        matches!(self, In::Number(n) if n.is_i64() || n.is_u64())
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self {
+            In::Null => "null",
+            In::Bool(_) => "a boolean",
+            In::Number(_) => "a number",
+            In::Str(_) => "a string",
+            In::Array(_) => "an array",
+            In::Object(_) => "an object",
+        }
     }
 }
 

@@ -58,7 +58,7 @@ use serde_json::Value;
 pub use codelist::{CodeList, CodeLists, codelists};
 pub use error::{FieldError, MappingError, SpecError, UnknownVersion};
 pub use input::Source;
-pub use sdm::{SdmFacts, validate_sdm};
+pub use sdm::{SdmFacts, validate_sdm, validate_sdm_source};
 
 use engine::{Node, Spec, TargetFormat};
 

@@ -12,17 +12,21 @@
 //! - the cross-reference checks (every linkage names an included entity, exactly one
 //!   `submission`) need code anyway, and so do the quirks (string booleans, `forceIdentifier`
 //!   as a string of digits that must fit `u32`, `dateofBirthKnown`, time-only end times);
-//! - it runs on the HTTP hot path: one pass, no allocation unless there is an error.
+//! - it runs on the HTTP hot path: one pass, no allocation unless there is an error. The gateway
+//!   runs it over the borrowed tree of [`Source::parse`] ([`validate_sdm_source`]), whose
+//!   strings stay in the request body: building a `serde_json::Value` of each body (a hashed
+//!   map and an owned string per member) cost more than the checks themselves.
 //!
 //! The tables are the single source of truth for what the gateway checks on the way in; the
 //! coercions they rely on are shared with the mapping transforms ([`crate::values`]) so that a
 //! document this accepts is a document the mapping can convert. Unknown entity types and
 //! unknown attributes are accepted without checks (the gateway keeps them, never rejects them).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::codelist::codelists;
 use crate::error::FieldError;
+use crate::input::{Parsed, Source, Tree};
 use crate::values;
 
 /// Facts the gateway needs from a valid SDM document before it persists it.
@@ -184,29 +188,39 @@ fn ptr(base: &str, key: &str) -> String {
     p
 }
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn type_error(pointer: String, field: String, expected: &str, v: &Value) -> FieldError {
-    let message = format!("{field} must be {expected}, not {}", json_type(v));
+fn type_error<T: Tree>(pointer: String, field: String, expected: &str, v: &T) -> FieldError {
+    let message = format!("{field} must be {expected}, not {}", v.type_name());
     FieldError::new(pointer, field, "type", message)
 }
 
+/// Whether `v` is absent: missing or `null`.
+fn absent<T: Tree>(v: Option<&T>) -> bool {
+    v.is_none_or(Tree::is_null)
+}
+
 /// One entity of the compound document, as found.
-struct Entity<'a> {
+struct Entity<'a, T> {
     kind: &'a str,
     id: &'a str,
-    /// JSON Pointer of the entity (`/data`, `/included/3`).
-    pointer: String,
-    value: &'a Map<String, Value>,
+    /// Its position in `included`, or `None` for `data`.
+    index: Option<usize>,
+    /// The resource object.
+    value: &'a T,
+}
+
+impl<T> Entity<'_, T> {
+    /// The entity's JSON Pointer (`/data`, `/included/3`): made only for an error, so that a
+    /// valid document is checked without allocating.
+    fn pointer(&self) -> String {
+        pointer_of(self.index)
+    }
+}
+
+fn pointer_of(index: Option<usize>) -> String {
+    match index {
+        None => "/data".into(),
+        Some(i) => format!("/included/{i}"),
+    }
 }
 
 /// Validates an inbound SDM document and returns the facts the gateway needs.
@@ -221,8 +235,21 @@ struct Entity<'a> {
 /// Every problem found is returned, each with a JSON Pointer into the document as sent, the
 /// field by its SDM name, a short rule name and a sentence.
 pub fn validate_sdm(doc: &Value) -> Result<SdmFacts, Vec<FieldError>> {
+    validate(doc)
+}
+
+/// [`validate_sdm`] over a document parsed with [`Source::parse`] (cheaper than parsing it into
+/// a `serde_json::Value`); the same checks and the same errors, in the same order.
+pub fn validate_sdm_source(doc: &Source<'_>) -> Result<SdmFacts, Vec<FieldError>> {
+    match doc.parsed() {
+        Parsed::Borrowed(tree) => validate(tree),
+        Parsed::Value(v) => validate(v),
+    }
+}
+
+fn validate<T: Tree>(doc: &T) -> Result<SdmFacts, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let Some(root) = doc.as_object() else {
+    if !doc.is_object() {
         errors.push(type_error(
             String::new(),
             "document".into(),
@@ -230,28 +257,31 @@ pub fn validate_sdm(doc: &Value) -> Result<SdmFacts, Vec<FieldError>> {
             doc,
         ));
         return Err(errors);
-    };
+    }
 
-    let mut entities: Vec<Entity<'_>> = Vec::new();
-    match root.get("data") {
-        None | Some(Value::Null) => errors.push(FieldError::new(
+    let mut entities: Vec<Entity<'_, T>> = Vec::new();
+    match doc.member("data") {
+        d if absent(d) => errors.push(FieldError::new(
             "/data",
             "data",
             "required",
             "data is required: the incident resource object",
         )),
-        Some(Value::Object(data)) => {
-            match data.get("type") {
-                Some(Value::String(t)) if t == "incident" => {}
-                Some(Value::String(t)) => errors.push(FieldError::new(
+        Some(data) if data.is_object() => {
+            match data.member("type") {
+                Some(t) if t.as_str() == Some("incident") => {}
+                Some(t) if t.as_str().is_some() => errors.push(FieldError::new(
                     "/data/type",
                     "data.type",
                     "type",
-                    format!("data.type must be \"incident\", not {t:?}"),
+                    format!(
+                        "data.type must be \"incident\", not {:?}",
+                        t.as_str().unwrap_or_default()
+                    ),
                 )),
                 other => errors.push(missing_or_type("/data/type", "data.type", other)),
             }
-            if let Some(e) = entity(data, "/data".into(), "data", &mut errors) {
+            if let Some(e) = entity(data, None, &mut errors) {
                 entities.push(e);
             }
         }
@@ -261,30 +291,32 @@ pub fn validate_sdm(doc: &Value) -> Result<SdmFacts, Vec<FieldError>> {
             "an object (the incident)",
             other,
         )),
+        None => {}
     }
 
-    match root.get("included") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                let pointer = format!("/included/{i}");
-                let label = format!("included[{i}]");
-                match item {
-                    Value::Object(obj) => {
-                        if let Some(e) = entity(obj, pointer, &label, &mut errors) {
+    match doc.member("included") {
+        i if absent(i) => {}
+        Some(included) => match included.items() {
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if item.is_object() {
+                        if let Some(e) = entity(item, Some(i), &mut errors) {
                             entities.push(e);
                         }
+                    } else {
+                        let (pointer, label) = (pointer_of(Some(i)), format!("included[{i}]"));
+                        errors.push(type_error(pointer, label, "an object", item));
                     }
-                    other => errors.push(type_error(pointer, label, "an object", other)),
                 }
             }
-        }
-        Some(other) => errors.push(type_error(
-            "/included".into(),
-            "included".into(),
-            "an array of resource objects",
-            other,
-        )),
+            None => errors.push(type_error(
+                "/included".into(),
+                "included".into(),
+                "an array of resource objects",
+                included,
+            )),
+        },
+        None => {}
     }
 
     // Unique (type, id), then sorted for reference look-ups.
@@ -298,7 +330,7 @@ pub fn validate_sdm(doc: &Value) -> Result<SdmFacts, Vec<FieldError>> {
         if pair[0].0 == pair[1].0 && pair[0].1 == pair[1].1 {
             let dup = &entities[pair[1].2];
             errors.push(FieldError::new(
-                dup.pointer.clone(),
+                dup.pointer(),
                 dup.kind,
                 "unique",
                 format!(
@@ -309,9 +341,9 @@ pub fn validate_sdm(doc: &Value) -> Result<SdmFacts, Vec<FieldError>> {
         }
     }
 
-    let submissions: Vec<&Entity<'_>> = entities
+    let submissions: Vec<&Entity<'_, T>> = entities
         .iter()
-        .filter(|e| e.kind == "submission" && e.pointer != "/data")
+        .filter(|e| e.kind == "submission" && e.index.is_some())
         .collect();
     if submissions.is_empty() {
         errors.push(FieldError::new(
@@ -323,7 +355,7 @@ pub fn validate_sdm(doc: &Value) -> Result<SdmFacts, Vec<FieldError>> {
     }
     for extra in submissions.iter().skip(1) {
         errors.push(FieldError::new(
-            extra.pointer.clone(),
+            extra.pointer(),
             "submission",
             "unique",
             "included must hold exactly one submission, this is another one",
@@ -343,23 +375,23 @@ pub fn validate_sdm(doc: &Value) -> Result<SdmFacts, Vec<FieldError>> {
     };
     let attrs = submission
         .value
-        .get("attributes")
-        .and_then(Value::as_object);
-    let get = |k: &str| attrs.and_then(|a| a.get(k));
+        .member("attributes")
+        .filter(|a| a.is_object());
+    let get = |k: &str| attrs.and_then(|a| a.member(k));
     match (
-        get("submissionId").and_then(Value::as_str),
-        get("forceIdentifier").and_then(values::as_u32),
+        get("submissionId").and_then(Tree::as_str),
+        get("forceIdentifier").and_then(Tree::as_u32),
     ) {
         (Some(id), Some(force)) => Ok(SdmFacts {
             submission_id: id.to_owned(),
             force_identifier: force,
             customer_reference: get("customerReferenceNumber")
-                .and_then(Value::as_str)
+                .and_then(Tree::as_str)
                 .map(str::to_owned),
         }),
         // Unreachable after the checks above; reported rather than assumed.
         _ => Err(vec![FieldError::new(
-            submission.pointer.clone(),
+            submission.pointer(),
             "submission.attributes",
             "required",
             "submission.attributes needs submissionId and forceIdentifier",
@@ -367,96 +399,102 @@ pub fn validate_sdm(doc: &Value) -> Result<SdmFacts, Vec<FieldError>> {
     }
 }
 
-fn missing_or_type(pointer: &str, field: &str, found: Option<&Value>) -> FieldError {
+fn missing_or_type<T: Tree>(pointer: &str, field: &str, found: Option<&T>) -> FieldError {
     match found {
-        None | Some(Value::Null) => {
-            FieldError::new(pointer, field, "required", format!("{field} is required"))
-        }
-        Some(v) => type_error(pointer.into(), field.into(), "a string", v),
+        Some(v) if !v.is_null() => type_error(pointer.into(), field.into(), "a string", v),
+        _ => FieldError::new(pointer, field, "required", format!("{field} is required")),
     }
 }
 
 /// The resource object's `type` and `id`, or errors naming what is missing.
-fn entity<'a>(
-    obj: &'a Map<String, Value>,
-    pointer: String,
-    label: &str,
+fn entity<'a, T: Tree>(
+    obj: &'a T,
+    index: Option<usize>,
     errors: &mut Vec<FieldError>,
-) -> Option<Entity<'a>> {
-    let kind = obj.get("type").and_then(Value::as_str);
-    let id = obj.get("id").and_then(Value::as_str);
-    if kind.is_none() && pointer != "/data" {
-        let p = ptr(&pointer, "type");
+) -> Option<Entity<'a, T>> {
+    let kind = obj.member("type").and_then(Tree::as_str);
+    let id = obj.member("id").and_then(Tree::as_str);
+    let label = || match index {
+        None => "data".to_owned(),
+        Some(i) => format!("included[{i}]"),
+    };
+    if let (None, Some(_)) = (kind, index) {
         errors.push(missing_or_type(
-            &p,
-            &format!("{label}.type"),
-            obj.get("type"),
+            &ptr(&pointer_of(index), "type"),
+            &format!("{}.type", label()),
+            obj.member("type"),
         ));
     }
     if id.is_none() {
-        let field = format!("{}.id", kind.unwrap_or(label));
-        errors.push(missing_or_type(&ptr(&pointer, "id"), &field, obj.get("id")));
+        let field = format!("{}.id", kind.map_or_else(label, str::to_owned));
+        errors.push(missing_or_type(
+            &ptr(&pointer_of(index), "id"),
+            &field,
+            obj.member("id"),
+        ));
     }
     Some(Entity {
         kind: kind?,
         id: id?,
-        pointer,
+        index,
         value: obj,
     })
 }
 
-fn check_attributes(e: &Entity<'_>, errors: &mut Vec<FieldError>) {
+fn check_attributes<T: Tree>(e: &Entity<'_, T>, errors: &mut Vec<FieldError>) {
     let rules = attrs_of(e.kind);
-    let attrs = match e.value.get("attributes") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(a)) => Some(a),
+    let attrs = match e.value.member("attributes") {
+        a if absent(a) => None,
+        Some(a) if a.is_object() => Some(a),
         Some(other) => {
             errors.push(type_error(
-                ptr(&e.pointer, "attributes"),
+                ptr(&e.pointer(), "attributes"),
                 format!("{}.attributes", e.kind),
                 "an object",
                 other,
             ));
             return;
         }
+        None => None,
     };
     for rule in rules {
-        let value = attrs.and_then(|a| a.get(rule.name));
-        match value {
-            None | Some(Value::Null) => {
+        match attrs.and_then(|a| a.member(rule.name)) {
+            Some(v) if !v.is_null() => check_value(e, rule, v, errors),
+            _ => {
                 if rule.required {
                     let field = format!("{}.attributes.{}", e.kind, rule.name);
                     let message = format!("{field} is required");
-                    let pointer = ptr(&ptr(&e.pointer, "attributes"), rule.name);
+                    let pointer = ptr(&ptr(&e.pointer(), "attributes"), rule.name);
                     errors.push(FieldError::new(pointer, field, "required", message));
                 }
             }
-            Some(v) => check_value(e, rule, v, errors),
         }
     }
 }
 
-fn check_value(e: &Entity<'_>, rule: &Attr, v: &Value, errors: &mut Vec<FieldError>) {
+fn check_value<T: Tree>(e: &Entity<'_, T>, rule: &Attr, v: &T, errors: &mut Vec<FieldError>) {
     let s = v.as_str();
     let (ok, expected, rule_name): (bool, &str, &str) = match rule.kind {
         Kind::Str => (s.is_some(), "a string", "type"),
         Kind::StrOrInt => (
-            s.is_some() || v.is_i64() || v.is_u64(),
+            s.is_some() || v.is_integer(),
             "a string or an integer",
             "type",
         ),
         Kind::Bool => (
-            values::as_bool(v).is_some(),
+            v.as_bool().is_some(),
             "a boolean (true/false, or the string \"true\"/\"false\")",
             "type",
         ),
         Kind::ForceId => (
-            values::as_u32(v).is_some(),
+            v.as_u32().is_some(),
             "an integer from 0 to 4294967295 (a number or a string of digits)",
             "type",
         ),
         Kind::Names => (
-            s.is_some() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            s.is_some()
+                || v.items()
+                    .is_some_and(|a| a.iter().all(|n| n.as_str().is_some())),
             "an array of strings",
             "type",
         ),
@@ -490,7 +528,7 @@ fn check_value(e: &Entity<'_>, rule: &Attr, v: &Value, errors: &mut Vec<FieldErr
                     let field = format!("{}.attributes.{}", e.kind, rule.name);
                     let name = codelists().get(list).map_or(list, |l| l.name.as_str());
                     let message = format!("{field}: {code:?} is not in code list {list} ({name})");
-                    let pointer = ptr(&ptr(&e.pointer, "attributes"), rule.name);
+                    let pointer = ptr(&ptr(&e.pointer(), "attributes"), rule.name);
                     errors.push(FieldError::new(pointer, field, "codelist", message));
                 }
                 return;
@@ -504,7 +542,7 @@ fn check_value(e: &Entity<'_>, rule: &Attr, v: &Value, errors: &mut Vec<FieldErr
     };
     if !ok {
         let field = format!("{}.attributes.{}", e.kind, rule.name);
-        let pointer = ptr(&ptr(&e.pointer, "attributes"), rule.name);
+        let pointer = ptr(&ptr(&e.pointer(), "attributes"), rule.name);
         if rule_name == "type" {
             errors.push(type_error(pointer, field, expected, v));
         } else {
@@ -514,121 +552,156 @@ fn check_value(e: &Entity<'_>, rule: &Attr, v: &Value, errors: &mut Vec<FieldErr
     }
 }
 
-fn check_date_range(e: &Entity<'_>, rule: &Attr, v: &Value, errors: &mut Vec<FieldError>) {
-    let field = format!("{}.attributes.{}", e.kind, rule.name);
-    let pointer = ptr(&ptr(&e.pointer, "attributes"), rule.name);
-    let Some(obj) = v.as_object() else {
+fn check_date_range<T: Tree>(e: &Entity<'_, T>, rule: &Attr, v: &T, errors: &mut Vec<FieldError>) {
+    let field = || format!("{}.attributes.{}", e.kind, rule.name);
+    let pointer = || ptr(&ptr(&e.pointer(), "attributes"), rule.name);
+    if !v.is_object() {
         errors.push(type_error(
-            pointer,
-            field,
+            pointer(),
+            field(),
             "an object with dateFrom/dateTo",
             v,
         ));
         return;
-    };
+    }
     for key in ["dateFrom", "dateTo"] {
-        match obj.get(key) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) if values::to_date(s).is_some() => {}
-            Some(Value::String(_)) => errors.push(FieldError::new(
-                ptr(&pointer, key),
-                format!("{field}.{key}"),
-                "date",
-                format!("{field}.{key} must be a date (YYYY-MM-DD)"),
-            )),
-            Some(other) => errors.push(type_error(
-                ptr(&pointer, key),
-                format!("{field}.{key}"),
-                "a string (a date, YYYY-MM-DD)",
-                other,
-            )),
+        match v.member(key) {
+            d if absent(d) => {}
+            Some(d) => match d.as_str() {
+                Some(s) if values::to_date(s).is_some() => {}
+                Some(_) => errors.push(FieldError::new(
+                    ptr(&pointer(), key),
+                    format!("{}.{key}", field()),
+                    "date",
+                    format!("{}.{key} must be a date (YYYY-MM-DD)", field()),
+                )),
+                None => errors.push(type_error(
+                    ptr(&pointer(), key),
+                    format!("{}.{key}", field()),
+                    "a string (a date, YYYY-MM-DD)",
+                    d,
+                )),
+            },
+            None => {}
         }
     }
 }
 
-fn check_relationships(e: &Entity<'_>, keys: &[(&str, &str, usize)], errors: &mut Vec<FieldError>) {
-    let rels = match e.value.get("relationships") {
-        None | Some(Value::Null) => return,
-        Some(Value::Object(r)) => r,
-        Some(other) => {
-            errors.push(type_error(
-                ptr(&e.pointer, "relationships"),
-                format!("{}.relationships", e.kind),
-                "an object",
-                other,
-            ));
-            return;
-        }
-    };
-    let base = ptr(&e.pointer, "relationships");
-    for (name, rel) in rels {
-        let field = format!("{}.relationships.{name}", e.kind);
-        let rel_ptr = ptr(&base, name);
-        let data = match rel.as_object().map(|o| o.get("data")) {
-            Some(Some(d)) => d,
-            Some(None) => {
-                errors.push(FieldError::new(
-                    ptr(&rel_ptr, "data"),
-                    field.clone(),
-                    "required",
-                    format!("{field} needs data: a linkage {{\"data\": [{{\"id\", \"type\"}}]}}"),
-                ));
-                continue;
-            }
-            None => {
-                errors.push(type_error(
-                    rel_ptr,
-                    field,
-                    "an object {\"data\": [{\"id\", \"type\"}]}",
-                    rel,
-                ));
-                continue;
-            }
-        };
-        let data_ptr = ptr(&rel_ptr, "data");
-        match data {
-            Value::Null => {}
-            Value::Array(links) => {
-                for (i, link) in links.iter().enumerate() {
-                    check_linkage(link, format!("{data_ptr}/{i}"), &field, keys, errors);
-                }
-            }
-            Value::Object(_) => check_linkage(data, data_ptr, &field, keys, errors),
-            other => errors.push(type_error(
-                data_ptr,
-                field,
-                "an array of {\"id\", \"type\"} objects",
-                other,
-            )),
-        }
-    }
-}
-
-fn check_linkage(
-    link: &Value,
-    pointer: String,
-    field: &str,
+fn check_relationships<T: Tree>(
+    e: &Entity<'_, T>,
     keys: &[(&str, &str, usize)],
     errors: &mut Vec<FieldError>,
 ) {
-    let Some(obj) = link.as_object() else {
+    let rels = match e.value.member("relationships") {
+        r if absent(r) => return,
+        Some(r) => match r.members() {
+            Some(members) => members,
+            None => {
+                errors.push(type_error(
+                    ptr(&e.pointer(), "relationships"),
+                    format!("{}.relationships", e.kind),
+                    "an object",
+                    r,
+                ));
+                return;
+            }
+        },
+        None => return,
+    };
+    for (name, rel) in rels {
+        // Field names and pointers are made only for an error.
+        let at = Rel { entity: e, name };
+        if !rel.is_object() {
+            errors.push(type_error(
+                at.pointer(),
+                at.field(),
+                "an object {\"data\": [{\"id\", \"type\"}]}",
+                rel,
+            ));
+            continue;
+        }
+        let Some(data) = rel.member("data") else {
+            let field = at.field();
+            errors.push(FieldError::new(
+                ptr(&at.pointer(), "data"),
+                field.clone(),
+                "required",
+                format!("{field} needs data: a linkage {{\"data\": [{{\"id\", \"type\"}}]}}"),
+            ));
+            continue;
+        };
+        if data.is_null() {
+            continue;
+        }
+        if let Some(links) = data.items() {
+            for (i, link) in links.iter().enumerate() {
+                check_linkage(link, &at, Some(i), keys, errors);
+            }
+        } else if data.is_object() {
+            check_linkage(data, &at, None, keys, errors);
+        } else {
+            errors.push(type_error(
+                ptr(&at.pointer(), "data"),
+                at.field(),
+                "an array of {\"id\", \"type\"} objects",
+                data,
+            ));
+        }
+    }
+}
+
+/// A relationship of an entity, named in errors.
+struct Rel<'a, 'e, T> {
+    entity: &'a Entity<'e, T>,
+    name: &'a str,
+}
+
+impl<T> Rel<'_, '_, T> {
+    /// `incident.relationships.victim`
+    fn field(&self) -> String {
+        format!("{}.relationships.{}", self.entity.kind, self.name)
+    }
+
+    /// `/data/relationships/victim`
+    fn pointer(&self) -> String {
+        ptr(&ptr(&self.entity.pointer(), "relationships"), self.name)
+    }
+
+    /// The pointer of its linkage: `…/data/0` in an array, `…/data` alone.
+    fn linkage(&self, index: Option<usize>) -> String {
+        let data = ptr(&self.pointer(), "data");
+        match index {
+            Some(i) => format!("{data}/{i}"),
+            None => data,
+        }
+    }
+}
+
+fn check_linkage<T: Tree>(
+    link: &T,
+    rel: &Rel<'_, '_, T>,
+    index: Option<usize>,
+    keys: &[(&str, &str, usize)],
+    errors: &mut Vec<FieldError>,
+) {
+    if !link.is_object() {
         errors.push(type_error(
-            pointer,
-            field.into(),
+            rel.linkage(index),
+            rel.field(),
             "an object {\"id\", \"type\"}",
             link,
         ));
         return;
-    };
-    let kind = obj.get("type").and_then(Value::as_str);
-    let id = obj.get("id").and_then(Value::as_str);
+    }
+    let kind = link.member("type").and_then(Tree::as_str);
+    let id = link.member("id").and_then(Tree::as_str);
     let (Some(kind), Some(id)) = (kind, id) else {
         for key in ["id", "type"] {
-            if obj.get(key).and_then(Value::as_str).is_none() {
+            if link.member(key).and_then(Tree::as_str).is_none() {
                 errors.push(missing_or_type(
-                    &ptr(&pointer, key),
-                    &format!("{field}.{key}"),
-                    obj.get(key),
+                    &ptr(&rel.linkage(index), key),
+                    &format!("{}.{key}", rel.field()),
+                    link.member(key),
                 ));
             }
         }
@@ -638,9 +711,10 @@ fn check_linkage(
         .binary_search_by(|(k, i, _)| (*k, *i).cmp(&(kind, id)))
         .is_ok();
     if !found {
+        let field = rel.field();
         errors.push(FieldError::new(
-            pointer,
-            field,
+            rel.linkage(index),
+            field.clone(),
             "reference",
             format!("{field} points at {kind} {id}, which is not in the document"),
         ));

@@ -1,7 +1,22 @@
-//! `validate_sdm`: every rule, with the field, rule name and pointer asserted.
+//! `validate_sdm`: every rule, with the field, rule name and pointer asserted. Every case runs
+//! through both entry points — over a `serde_json::Value`, and over the document's text parsed
+//! with `Source::parse` (`validate_sdm_source`, as the gateway runs it) — which must agree.
 
-use mappings::{FieldError, SdmFacts, validate_sdm};
+use mappings::{FieldError, SdmFacts, Source};
 use serde_json::{Value, json};
+
+/// Both entry points over `doc`, checked to give the same answer; that answer.
+fn validate_sdm(doc: &Value) -> Result<SdmFacts, Vec<FieldError>> {
+    let by_value = mappings::validate_sdm(doc);
+    let text = serde_json::to_vec(doc).unwrap_or_else(|e| panic!("{e}"));
+    let source = Source::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let by_source = mappings::validate_sdm_source(&source);
+    assert_eq!(
+        by_value, by_source,
+        "the two entry points disagree on {doc}"
+    );
+    by_value
+}
 
 const SUBMISSION_ID: &str = "8bf76cd6-ce3c-4862-bbf7-e8563b51cb2e";
 
@@ -585,4 +600,36 @@ fn every_error_is_reported_not_just_the_first() {
     let mut rules: Vec<String> = errors(&d).into_iter().map(|e| e.rule).collect();
     rules.sort();
     assert_eq!(rules, ["codelist", "reference", "rfc3339", "type"]);
+}
+
+#[test]
+fn the_text_entry_point_reads_escapes_and_repeated_keys_as_serde_json_does() {
+    // An escaped string (not borrowed from the text) and a repeated key (the last value wins,
+    // as in a `serde_json::Value`): the first forceIdentifier is not a number, the last one is.
+    let text = doc().to_string().replacen(
+        "\"forceIdentifier\":\"42\"",
+        "\"forceIdentifier\":\"x\",\"forceIdentifier\":\"4\\u0032\"",
+        1,
+    );
+    assert!(text.contains("\\u0032"), "{text}");
+    let source = Source::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let facts = mappings::validate_sdm_source(&source).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(facts.force_identifier, 42);
+    // And the other way round: the last value is the bad one.
+    let text = doc().to_string().replacen(
+        "\"forceIdentifier\":\"42\"",
+        "\"forceIdentifier\":\"42\",\"forceIdentifier\":[]",
+        1,
+    );
+    let source = Source::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let errors = mappings::validate_sdm_source(&source)
+        .err()
+        .unwrap_or_default();
+    assert_eq!(
+        errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.rule.as_str()))
+            .collect::<Vec<_>>(),
+        [("submission.attributes.forceIdentifier", "type")]
+    );
 }
