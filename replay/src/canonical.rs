@@ -5,8 +5,10 @@
 //! (`serde_json_canonicalizer`) buffers and sorts every member of every object it writes; for
 //! a record whose member names are known in advance their order is known too, so the members
 //! can be written straight out, in that order: `serde_json` escapes strings exactly as RFC 8785
-//! does, and only free-form JSON values still go through the general canonicaliser. Callers
-//! keep the general path as the reference, and tests check the two agree byte for byte.
+//! does. Free-form JSON values (an event's `detail`) are written directly too, their members
+//! sorted as RFC 8785 sorts them; only numbers RFC 8785 writes differently from `serde_json`
+//! (fractions, integers beyond 2^53) go through the general canonicaliser. Callers keep the
+//! general path as the reference, and tests check the two agree byte for byte.
 
 use std::io::Write;
 
@@ -77,15 +79,14 @@ impl Object {
         let _ = write!(self.out, "{value}");
     }
 
-    /// A free-form JSON member, through the general canonicaliser.
+    /// A free-form JSON member ([`write_value`]).
     pub(crate) fn value(
         &mut self,
         name: &'static str,
         value: &serde_json::Value,
     ) -> Result<(), serde_json::Error> {
         self.key(name);
-        self.out.extend(serde_json_canonicalizer::to_vec(value)?);
-        Ok(())
+        write_value(&mut self.out, value)
     }
 
     /// The object's bytes.
@@ -95,5 +96,111 @@ impl Object {
         }
         self.out.push(b'}');
         self.out
+    }
+}
+
+/// Writes `value` as RFC 8785 canonical JSON: object members sorted by the UTF-16 code units of
+/// their names, strings escaped as `serde_json` escapes them (the same rules), whole numbers up
+/// to 2^53 in magnitude as digits, and any other number through the general canonicaliser
+/// (which writes it as ECMAScript writes an IEEE double).
+pub(crate) fn write_value(
+    out: &mut Vec<u8>,
+    value: &serde_json::Value,
+) -> Result<(), serde_json::Error> {
+    use serde_json::Value;
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) if u <= MAX_SAFE_INTEGER => {
+                // Writing into a `Vec` cannot fail.
+                let _ = write!(out, "{u}");
+            }
+            (None, Some(i)) if i.unsigned_abs() <= MAX_SAFE_INTEGER => {
+                let _ = write!(out, "{i}");
+            }
+            _ => out.extend(serde_json_canonicalizer::to_vec(value)?),
+        },
+        Value::String(s) => serde_json::to_writer(&mut *out, s)?,
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            if members.iter().all(|(k, _)| k.is_ascii()) {
+                // For ASCII, UTF-16 code unit order is byte order.
+                members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            } else {
+                members.sort_unstable_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            }
+            out.push(b'{');
+            for (i, (k, v)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, k)?;
+                out.push(b':');
+                write_value(out, v)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn both(v: &serde_json::Value) -> (String, String) {
+        let mut out = Vec::new();
+        write_value(&mut out, v).unwrap_or_else(|e| panic!("{e}"));
+        let general = serde_json_canonicalizer::to_vec(v).unwrap_or_else(|e| panic!("{e}"));
+        (
+            String::from_utf8(out).unwrap_or_default(),
+            String::from_utf8(general).unwrap_or_default(),
+        )
+    }
+
+    /// The cases where RFC 8785 differs from plain `serde_json` output: member order (by UTF-16
+    /// code units, where a character beyond U+FFFF sorts before U+E000–U+FFFF), numbers beyond
+    /// 2^53 and fractions, escapes.
+    #[test]
+    fn detail_values_are_written_as_the_general_canonicaliser_writes_them() {
+        let cases = [
+            json!({"b": 1, "a": [true, null, "x"], "A": {"z": -3, "y": 0}}),
+            json!({"\u{ff61}": 1, "\u{1F600}": 2, "\u{e9}": 3, "e": 4}),
+            json!([
+                9007199254740991u64,
+                9007199254740992u64,
+                u64::MAX,
+                -9007199254740991i64,
+                -9007199254740993i64,
+                i64::MIN,
+                1.5,
+                -0.0,
+                1e21,
+                1e-7,
+                0.1
+            ]),
+            json!({"s": "\u{0}\u{1f}\"\\/\u{7f}\u{2028}\u{e9}"}),
+            json!({}),
+            json!([]),
+        ];
+        for v in &cases {
+            let (ours, general) = both(v);
+            assert_eq!(ours, general, "{v}");
+        }
+        // The members are sorted, not left in insertion order.
+        assert_eq!(both(&json!({"b": 1, "a": 2})).0, r#"{"a":2,"b":1}"#);
     }
 }
