@@ -79,6 +79,11 @@ const MIGRATIONS: &[crate::sql::Migration] = &[
         "replay_pace",
         include_str!("../../migrations/sqlite/0030_replay_pace.sql"),
     ),
+    (
+        32,
+        "status_check",
+        include_str!("../../migrations/sqlite/0032_status_check.sql"),
+    ),
 ];
 
 /// How many queued operations one transaction takes at most, by default.
@@ -273,6 +278,13 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for &(version, name, sql) in crate::sql::pending_migrations(MIGRATIONS, &applied(&tx)?)? {
         tx.execute_batch(sql)?;
+        if sql.contains("PRAGMA writable_schema") {
+            // The migration edited a stored definition (0032): move the schema cookie on, as
+            // SQLite's procedure for such edits asks, so that every connection (this one
+            // included) parses the schema again instead of keeping the old definition.
+            let cookie: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+            tx.execute_batch(&format!("PRAGMA schema_version = {}", cookie + 1))?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             rusqlite::params![

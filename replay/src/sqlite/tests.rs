@@ -387,6 +387,73 @@ async fn a_journal_from_before_migration_2_is_migrated_in_place() {
         ..Default::default()
     };
     assert_eq!(j.count(&f).await.unwrap(), 1);
+    // Migration 32 edited the stored definition of `exchanges` in place: the file is sound and
+    // the status rule still holds, for rows old and new.
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    let err = c
+        .execute(
+            "UPDATE exchanges SET status = 'lost' WHERE id = ?1",
+            [child.to_string()],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("CHECK constraint failed"), "{err}");
+    c.execute(
+        "UPDATE exchanges SET status = 'parked' WHERE id = ?1",
+        [child.to_string()],
+    )
+    .unwrap();
+}
+
+/// Whether SQLite builds a temporary index to check a one-row status update on `c`.
+fn status_update_uses_a_temporary_index(c: &Connection) -> bool {
+    let mut stmt = c
+        .prepare("EXPLAIN UPDATE exchanges SET status = 'parked' WHERE seq = 1")
+        .unwrap();
+    let opcodes: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(1))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    opcodes.iter().any(|op| op == "OpenEphemeral")
+}
+
+/// Migration 32 takes the status constraint's temporary index away (the reason for it), on
+/// the connection that ran it — the journal writer's — as well as on any other.
+#[test]
+fn the_status_rule_is_checked_without_a_temporary_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let c = Connection::open(&path).unwrap();
+    // The premise: the constraint as migration 1 wrote it builds one.
+    c.execute_batch(MIGRATIONS[0].2).unwrap();
+    assert!(status_update_uses_a_temporary_index(&c));
+    drop(c);
+    std::fs::remove_file(&path).unwrap();
+    let mut c = Connection::open(&path).unwrap();
+    migrate(&mut c).unwrap();
+    assert!(
+        !status_update_uses_a_temporary_index(&c),
+        "the migrating connection"
+    );
+    let other = Connection::open(&path).unwrap();
+    assert!(
+        !status_update_uses_a_temporary_index(&other),
+        "another connection"
+    );
+    let sql: String = other
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'exchanges'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        sql.contains("CHECK (status = 'pending' OR status = 'delivered' OR status = 'parked')"),
+        "{sql}"
+    );
 }
 
 async fn journal_at(path: &std::path::Path) -> SqliteJournal {
