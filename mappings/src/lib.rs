@@ -17,7 +17,7 @@
 //! | `src/fuzzing.rs` | entry points of the fuzz targets in `fuzz/` ([`fuzzing`]) |
 //! | `benches/throughput.rs` | mapping throughput beside raw serde_json / quick-xml, one run |
 //! | `src/model.rs` | Rust types of the NMPP model and schema validation ([`model`]) |
-//! | `src/sdm.rs` | [`validate_sdm`]: hot-path checks of an inbound iHub SDM document |
+//! | `src/sdm.rs` | [`validate_sdm`] (and [`validate_sdm_source`] over a borrowed parse, as `POST /incidents` runs it): hot-path checks of an inbound iHub SDM document |
 //! | `src/spec/` | spec files: TOML shape, `extends` merging, compilation with `file:line` errors |
 //! | `src/path.rs` | source path expressions (`$person->currentAddress.attributes.street`) |
 //! | `src/engine.rs` | runs a compiled spec over a document, building a `serde_json::Value` |
