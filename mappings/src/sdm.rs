@@ -12,10 +12,10 @@
 //! - the cross-reference checks (every linkage names an included entity, exactly one
 //!   `submission`) need code anyway, and so do the quirks (string booleans, `forceIdentifier`
 //!   as a string of digits that must fit `u32`, `dateofBirthKnown`, time-only end times);
-//! - it runs on the HTTP hot path: one pass, no allocation unless there is an error. The gateway
-//!   runs it over the borrowed tree of [`Source::parse`] ([`validate_sdm_source`]), whose
-//!   strings stay in the request body: building a `serde_json::Value` of each body (a hashed
-//!   map and an owned string per member) cost more than the checks themselves.
+//! - it runs on the HTTP hot path: one pass; field names and pointers are made only for errors.
+//!   The gateway runs it over the borrowed tree of [`Source::parse`] ([`validate_sdm_source`]),
+//!   whose strings stay in the request body: building a `serde_json::Value` of each body (a
+//!   hashed map and an owned string per member) cost more than the checks themselves.
 //!
 //! The tables are the single source of truth for what the gateway checks on the way in; the
 //! coercions they rely on are shared with the mapping transforms ([`crate::values`]) so that a
