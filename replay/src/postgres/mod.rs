@@ -359,7 +359,7 @@ impl Journal for PgJournal {
     #[tracing::instrument(skip_all, fields(owner = %request.owner, limit = request.limit))]
     async fn claim(&self, request: ClaimRequest) -> Result<Vec<WorkItem>> {
         let client = self.client().await?;
-        write::claim(cl(&client), &request).await
+        write::claim(&client, &request).await
     }
 
     #[tracing::instrument(skip_all, fields(exchange_id = %id))]

@@ -302,7 +302,7 @@ async fn apply(
         });
         pending = rest;
         record_attempts(
-            tx,
+            c,
             batch,
             &round,
             now,
@@ -584,9 +584,38 @@ async fn finish(
     Ok(append.seqs.clone())
 }
 
+/// Records the outcome of attempts on exchanges this node holds the lease of: only the lease
+/// holder, for the next attempt number, changes anything (a stale node changes nothing).
+const ATTEMPT_UPDATE_SQL: &str = "UPDATE exchanges e SET status = u.status, attempts = u.number,
+         next_attempt_at = u.next_at, lease_owner = NULL, lease_until = NULL,
+         updated_at = $13, last_error_class = u.class, last_error = u.detail,
+         target_ref = coalesce(u.target_ref, e.target_ref),
+         canonical = coalesce(u.canonical, e.canonical),
+         target_payload = coalesce(u.target_payload, e.target_payload),
+         mapping_version = coalesce(u.mapping, e.mapping_version)
+     FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::text[],
+                 $6::text[], $7::text[], $8::bytea[], $9::bytea[], $10::text[],
+                 $11::text[])
+          AS u(id, status, number, next_at, class, detail, target_ref, canonical,
+               target_payload, mapping, node)
+     WHERE e.id = u.id AND e.status = 'pending' AND e.lease_owner = u.node
+       AND e.attempts = u.number - 1 AND $12
+     RETURNING e.id, e.force, e.kind, e.correlation_id, e.target_system";
+
+/// Why an attempt was refused: the exchange's state now.
+const ATTEMPT_STATE_SQL: &str =
+    "SELECT id, status, lease_owner, attempts FROM exchanges WHERE id = ANY($1)";
+
+/// The attempts themselves.
+const ATTEMPT_INSERT_SQL: &str =
+    "INSERT INTO attempts (exchange_id, number, started_at, finished_at, outcome, error_class,
+         detail, http_status, node)
+     SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::timestamptz[],
+         $5::text[], $6::text[], $7::text[], $8::int[], $9::text[])";
+
 #[allow(clippy::too_many_arguments)]
 async fn record_attempts(
-    tx: &impl GenericClient,
+    c: &deadpool_postgres::Client,
     batch: &[WOp],
     round: &[usize],
     now: OffsetDateTime,
@@ -643,24 +672,10 @@ async fn record_attempts(
         .map(|x| x.4.mapping_version.as_deref())
         .collect();
     let node: Vec<&str> = items.iter().map(|x| x.2.node.as_str()).collect();
-    // Only the lease holder, for the next attempt number: a stale node changes nothing.
-    let done: HashMap<Uuid, (String, String, String, String)> = tx
+    let update = c.prepare_cached(ATTEMPT_UPDATE_SQL).await?;
+    let done: HashMap<Uuid, (String, String, String, String)> = c
         .query(
-            "UPDATE exchanges e SET status = u.status, attempts = u.number,
-                 next_attempt_at = u.next_at, lease_owner = NULL, lease_until = NULL,
-                 updated_at = $13, last_error_class = u.class, last_error = u.detail,
-                 target_ref = coalesce(u.target_ref, e.target_ref),
-                 canonical = coalesce(u.canonical, e.canonical),
-                 target_payload = coalesce(u.target_payload, e.target_payload),
-                 mapping_version = coalesce(u.mapping, e.mapping_version)
-             FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::text[],
-                         $6::text[], $7::text[], $8::bytea[], $9::bytea[], $10::text[],
-                         $11::text[])
-                  AS u(id, status, number, next_at, class, detail, target_ref, canonical,
-                       target_payload, mapping, node)
-             WHERE e.id = u.id AND e.status = 'pending' AND e.lease_owner = u.node
-               AND e.attempts = u.number - 1 AND $12
-             RETURNING e.id, e.force, e.kind, e.correlation_id, e.target_system",
+            &update,
             &[
                 &ids,
                 &status,
@@ -689,13 +704,8 @@ async fn record_attempts(
         .collect();
     let mut state: HashMap<Uuid, (String, Option<String>, i32)> = HashMap::new();
     if !refused.is_empty() {
-        for r in tx
-            .query(
-                "SELECT id, status, lease_owner, attempts FROM exchanges WHERE id = ANY($1)",
-                &[&refused],
-            )
-            .await?
-        {
+        let stmt = c.prepare_cached(ATTEMPT_STATE_SQL).await?;
+        for r in c.query(&stmt, &[&refused]).await? {
             state.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
         }
     }
@@ -711,11 +721,9 @@ async fn record_attempts(
         let detail: Vec<Option<&str>> = ok.iter().map(|x| x.2.detail.as_deref()).collect();
         let http: Vec<Option<i32>> = ok.iter().map(|x| x.2.http_status.map(i32::from)).collect();
         let node: Vec<&str> = ok.iter().map(|x| x.2.node.as_str()).collect();
-        tx.execute(
-            "INSERT INTO attempts (exchange_id, number, started_at, finished_at, outcome,
-                 error_class, detail, http_status, node)
-             SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::timestamptz[],
-                 $5::text[], $6::text[], $7::text[], $8::int[], $9::text[])",
+        let insert = c.prepare_cached(ATTEMPT_INSERT_SQL).await?;
+        c.execute(
+            &insert,
             &[
                 &ids, &number, &started, &finished, &outcome, &class, &detail, &http, &node,
             ],
@@ -951,10 +959,44 @@ impl<'a> ChainAppend<'a> {
     }
 }
 
+/// The claim of [`claim`], prepared once per connection. Besides saving the planning of a query
+/// over every time partition at each claim, this changes how the claim reads `exchanges_due`:
+/// planned afresh for each claim's values, PostgreSQL chose a bitmap scan that reads every entry
+/// of the index since the last vacuum (those of exchanges delivered since stay in it) and marks
+/// none of them dead; after its first five runs the prepared statement keeps a generic plan that
+/// walks the index in `next_attempt_at` order, stops at the limit and marks the entries it
+/// passes of exchanges no longer pending, so later claims skip them. Measured after 10 s of
+/// accepting and delivering: 24,405 index entries and 3,428 heap pages read to claim 64
+/// exchanges (9 ms, and 3–10 ms more to plan) against 64 rows read in under 0.5 ms.
+const CLAIM_SQL: &str = "WITH due AS (
+         SELECT e.id FROM exchanges e
+         WHERE e.status = 'pending' AND e.next_attempt_at <= $1
+           AND (e.lease_until IS NULL OR e.lease_until < $1)
+           AND NOT EXISTS (
+               SELECT 1 FROM unnest($5::text[], $6::text[]) AS s(force, system)
+               WHERE s.force = e.force AND s.system = e.target_system)
+           AND (e.case_ref IS NULL
+                OR NOT (e.target_system = ANY($7::text[]))
+                OR NOT EXISTS (
+                    SELECT 1 FROM exchanges o
+                    WHERE o.status = 'pending' AND o.case_ref IS NOT NULL
+                      AND o.force = e.force AND o.target_system = e.target_system
+                      AND o.case_ref = e.case_ref AND o.seq < e.seq))
+         ORDER BY e.next_attempt_at LIMIT $2
+         FOR UPDATE OF e SKIP LOCKED)
+     UPDATE exchanges e SET lease_owner = $3, lease_until = $4
+     FROM due WHERE e.id = due.id
+     RETURNING e.id, e.force, e.kind, e.target_system, e.idempotency_key,
+               e.correlation_id, e.attempts, e.payload, e.parent_id, e.requested_mapping,
+               e.next_attempt_at";
+
 /// Claims due work with `FOR UPDATE SKIP LOCKED`: concurrent claims from several nodes never
 /// return the same exchange, and a lease that expired is claimable again. Skipped targets and
 /// per-case ordering as [`ClaimRequest`] says (index `exchanges_case_pending`, migration 0003).
-pub(crate) async fn claim(c: &impl GenericClient, req: &ClaimRequest) -> Result<Vec<WorkItem>> {
+pub(crate) async fn claim(
+    c: &deadpool_postgres::Client,
+    req: &ClaimRequest,
+) -> Result<Vec<WorkItem>> {
     let until = req.now + req.lease;
     let skip_forces: Vec<&str> = req.skip_targets.iter().map(|t| t.force.as_str()).collect();
     let skip_systems: Vec<&str> = req
@@ -962,29 +1004,10 @@ pub(crate) async fn claim(c: &impl GenericClient, req: &ClaimRequest) -> Result<
         .iter()
         .map(|t| t.target_system.as_str())
         .collect();
+    let stmt = c.prepare_cached(CLAIM_SQL).await.map_err(pg)?;
     let rows = c
         .query(
-            "WITH due AS (
-                 SELECT e.id FROM exchanges e
-                 WHERE e.status = 'pending' AND e.next_attempt_at <= $1
-                   AND (e.lease_until IS NULL OR e.lease_until < $1)
-                   AND NOT EXISTS (
-                       SELECT 1 FROM unnest($5::text[], $6::text[]) AS s(force, system)
-                       WHERE s.force = e.force AND s.system = e.target_system)
-                   AND (e.case_ref IS NULL
-                        OR NOT (e.target_system = ANY($7::text[]))
-                        OR NOT EXISTS (
-                            SELECT 1 FROM exchanges o
-                            WHERE o.status = 'pending' AND o.case_ref IS NOT NULL
-                              AND o.force = e.force AND o.target_system = e.target_system
-                              AND o.case_ref = e.case_ref AND o.seq < e.seq))
-                 ORDER BY e.next_attempt_at LIMIT $2
-                 FOR UPDATE OF e SKIP LOCKED)
-             UPDATE exchanges e SET lease_owner = $3, lease_until = $4
-             FROM due WHERE e.id = due.id
-             RETURNING e.id, e.force, e.kind, e.target_system, e.idempotency_key,
-                       e.correlation_id, e.attempts, e.payload, e.parent_id, e.requested_mapping,
-                       e.next_attempt_at",
+            &stmt,
             &[
                 &req.now,
                 &(req.limit as i64),
