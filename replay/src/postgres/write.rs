@@ -588,7 +588,7 @@ async fn finish(
 /// holder, for the next attempt number, changes anything (a stale node changes nothing).
 const ATTEMPT_UPDATE_SQL: &str = "UPDATE exchanges e SET status = u.status, attempts = u.number,
          next_attempt_at = u.next_at, lease_owner = NULL, lease_until = NULL,
-         updated_at = $13, last_error_class = u.class, last_error = u.detail,
+         updated_at = $12, last_error_class = u.class, last_error = u.detail,
          target_ref = coalesce(u.target_ref, e.target_ref),
          canonical = coalesce(u.canonical, e.canonical),
          target_payload = coalesce(u.target_payload, e.target_payload),
@@ -599,7 +599,7 @@ const ATTEMPT_UPDATE_SQL: &str = "UPDATE exchanges e SET status = u.status, atte
           AS u(id, status, number, next_at, class, detail, target_ref, canonical,
                target_payload, mapping, node)
      WHERE e.id = u.id AND e.status = 'pending' AND e.lease_owner = u.node
-       AND e.attempts = u.number - 1 AND $12
+       AND e.attempts = u.number - 1
      RETURNING e.id, e.force, e.kind, e.correlation_id, e.target_system";
 
 /// Why an attempt was refused: the exchange's state now.
@@ -688,7 +688,6 @@ async fn record_attempts(
                 &target_payload,
                 &mapping,
                 &node,
-                &true,
                 &now,
             ],
         )
