@@ -327,6 +327,99 @@ async fn a_full_journal_refuses_instead_of_acknowledging() {
     j.ping().await.unwrap();
 }
 
+/// At its size limit the journal keeps exactly what it acknowledged, whatever else shares the
+/// refused writes' batches. SQLite may answer SQLITE_FULL by rolling back the whole batch
+/// transaction (not just the statement); a write queued after that in the same batch must not
+/// then run outside any transaction, be committed on its own, and be answered 503 all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_its_size_limit_the_journal_keeps_exactly_what_it_acknowledged() {
+    for round in 0..6 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let j = Arc::new(
+            SqliteJournal::open(
+                &path,
+                OpenOptions {
+                    server: true,
+                    max_size_bytes: Some(256 * 1024),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap(),
+        );
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Delivery workers claiming beside the submissions, as in the server.
+        let mut claimers = Vec::new();
+        for n in 0..2 {
+            let (j, stop) = (j.clone(), stop.clone());
+            claimers.push(tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = j
+                        .claim_due(
+                            &format!("n{n}"),
+                            OffsetDateTime::now_utc(),
+                            Duration::from_secs(60),
+                            8,
+                        )
+                        .await;
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        let mut tasks = Vec::new();
+        for i in 0..400usize {
+            let j = j.clone();
+            tasks.push(tokio::spawn(async move {
+                let key = format!("r{round}-{i}");
+                let mut e = exchange(&key);
+                e.payload = vec![b'x'; 512 + (i * 977) % (12 * 1024)];
+                (key, j.accept(e, event("incident.create")).await)
+            }));
+        }
+        let mut acked = std::collections::BTreeSet::new();
+        let mut refused = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                (key, Ok(_)) => {
+                    acked.insert(key);
+                }
+                (_, Err(e)) => {
+                    assert!(matches!(e, JournalError::Unavailable(_)), "{e:?}");
+                    refused += 1;
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for c in claimers {
+            c.await.unwrap();
+        }
+        assert!(refused > 0, "a 256 KiB journal cannot hold 2 MB");
+        let stored: std::collections::BTreeSet<String> = Connection::open(&path)
+            .unwrap()
+            .prepare("SELECT idempotency_key FROM exchanges")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            stored.difference(&acked).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "round {round}: stored but answered with an error"
+        );
+        assert_eq!(
+            acked.difference(&stored).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "round {round}: acknowledged but not stored"
+        );
+        // The maintained counts agree, and the chain verifies: nothing of a refused batch was
+        // committed piecemeal.
+        assert_eq!(j.stats().await.unwrap().pending as usize, stored.len());
+        verify_chain(&j).await;
+    }
+}
+
 #[tokio::test]
 async fn a_journal_from_before_migration_2_is_migrated_in_place() {
     let dir = tempfile::tempdir().unwrap();

@@ -97,6 +97,24 @@ pub(crate) fn finish<T: Send + 'static>(reply: oneshot::Sender<Result<T>>, r: Re
     })
 }
 
+/// Whether SQLite has ended the batch's transaction itself. On SQLITE_FULL, IOERR, BUSY or
+/// NOMEM it may roll back the whole transaction, not just the failing statement; every later
+/// statement would then run on its own in autocommit mode (a `SAVEPOINT` even begins and its
+/// `RELEASE` commits a transaction of its own), so a write answered with the batch's error would
+/// be kept all the same. The batch stops there instead.
+fn transaction_lost(c: &Connection) -> bool {
+    c.is_autocommit()
+}
+
+/// The error answered for every write of a batch whose transaction SQLite rolled back.
+fn lost() -> JournalError {
+    JournalError::Unavailable(
+        "the journal rolled the batch back after an error (full, or an I/O error); \
+         nothing of it was kept"
+            .into(),
+    )
+}
+
 /// Runs until every sender is gone.
 pub(crate) fn run(
     mut conn: Connection,
@@ -218,8 +236,24 @@ fn apply_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
             }
         }
     }
-    for op in others {
+    let mut others = others.into_iter();
+    while let Some(op) = others.next() {
+        if transaction_lost(&tx) {
+            fail(op, lost());
+            others.for_each(|op| fail(op, lost()));
+            break;
+        }
         finishes.push(apply_op(&tx, &mut head, op));
+    }
+    if transaction_lost(&tx) {
+        tracing::warn!(
+            size,
+            "journal batch rolled back by SQLite after an error; nothing acknowledged"
+        );
+        for f in finishes {
+            f(Some(lost()));
+        }
+        return;
     }
     let saved = if head.frontier.size() == start_size {
         Ok(())
@@ -276,6 +310,13 @@ fn apply_solo(conn: &mut Connection, run: Solo) {
         // Rolled back whole; the operation answers its own error.
         drop(tx);
         answer(None);
+        return;
+    }
+    if transaction_lost(&tx) {
+        tracing::warn!(
+            "journal transaction rolled back by SQLite after an error; nothing acknowledged"
+        );
+        answer(Some(lost()));
         return;
     }
     let saved = if head.frontier.size() == start_size {
@@ -440,6 +481,9 @@ pub(crate) fn in_savepoint<T>(
     head: &mut Head,
     f: impl FnOnce(&Connection, &mut Head) -> Result<T>,
 ) -> Result<T> {
+    if transaction_lost(tx) {
+        return Err(lost());
+    }
     let saved = head.clone();
     run_cached(tx, "SAVEPOINT op")?;
     match f(tx, head) {
