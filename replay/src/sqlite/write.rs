@@ -245,44 +245,32 @@ fn apply_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
         }
         finishes.push(apply_op(&tx, &mut head, op));
     }
-    if transaction_lost(&tx) {
-        tracing::warn!(
-            size,
-            "journal batch rolled back by SQLite after an error; nothing acknowledged"
-        );
-        for f in finishes {
-            f(Some(lost()));
-        }
-        return;
-    }
-    let saved = if head.frontier.size() == start_size {
-        Ok(())
-    } else {
-        save_frontier(&tx, &head.frontier)
-    };
-    if let Err(err) = saved {
-        // The records and the tree must move together: nothing of this batch is kept.
-        drop(tx);
-        tracing::warn!(error = %err, size, "ledger frontier not saved; batch rolled back");
-        for f in finishes {
-            f(Some(err.clone()));
-        }
-        return;
-    }
-    match tx.commit() {
+    match save_and_commit(tx, &head, start_size) {
         Ok(()) => {
             for f in finishes {
                 f(None);
             }
         }
-        Err(e) => {
-            let err = JournalError::from(e);
-            tracing::warn!(error = %err, size, "journal batch commit failed; nothing acknowledged");
+        Err(err) => {
+            tracing::warn!(error = %err, size, "journal batch not committed; nothing acknowledged");
             for f in finishes {
                 f(Some(err.clone()));
             }
         }
     }
+}
+
+/// Ends a batch's or a solo write's transaction: unless SQLite has already rolled it back, saves
+/// the ledger frontier if records were appended (the records and the tree move together) and
+/// commits. On an error nothing of the transaction is kept (dropping it rolls back).
+fn save_and_commit(tx: Transaction<'_>, head: &Head, start_size: u64) -> Result<()> {
+    if transaction_lost(&tx) {
+        return Err(lost());
+    }
+    if head.frontier.size() != start_size {
+        save_frontier(&tx, &head.frontier)?;
+    }
+    Ok(tx.commit()?)
 }
 
 /// Runs a large write alone in its own transaction (see [`Solo`]).
@@ -312,22 +300,10 @@ fn apply_solo(conn: &mut Connection, run: Solo) {
         answer(None);
         return;
     }
-    if transaction_lost(&tx) {
-        tracing::warn!(
-            "journal transaction rolled back by SQLite after an error; nothing acknowledged"
-        );
-        answer(Some(lost()));
-        return;
-    }
-    let saved = if head.frontier.size() == start_size {
-        Ok(())
-    } else {
-        save_frontier(&tx, &head.frontier)
-    };
-    match saved.and_then(|()| tx.commit().map_err(JournalError::from)) {
+    match save_and_commit(tx, &head, start_size) {
         Ok(()) => answer(None),
         Err(err) => {
-            tracing::warn!(error = %err, "journal transaction commit failed; nothing acknowledged");
+            tracing::warn!(error = %err, "journal transaction not committed; nothing acknowledged");
             answer(Some(err));
         }
     }
