@@ -122,9 +122,24 @@ pub(crate) fn filter(d: Dialect, f: &ExchangeFilter, e: &str) -> Conditions {
     text(&mut w, "kind", &f.kind);
     text(&mut w, "target_system", &f.target);
     text(&mut w, "last_error_class", &f.error_class);
-    text(&mut w, "case_ref", &f.case_ref);
-    text(&mut w, "idempotency_key", &f.submission_id);
-    text(&mut w, "correlation_id", &f.correlation_id);
+    // Values a family shares: every replay carries its root's. On SQLite only roots have
+    // entries in these columns' indexes (migration 0033): the roots are found there, and their
+    // families (the roots themselves included: a root's `root_id` is its own id) through
+    // `exchanges_root`. Same rows as comparing the column itself.
+    let family = |w: &mut Conditions, c: &str, v: &Option<String>| match (d, v) {
+        (Dialect::Sqlite, Some(v)) => w.push(
+            d,
+            &format!(
+                "{} IN (SELECT r.id FROM exchanges r WHERE r.parent_id IS NULL AND r.{c} = {{}})",
+                col("root_id")
+            ),
+            Param::Text(v.clone()),
+        ),
+        _ => text(w, c, v),
+    };
+    family(&mut w, "case_ref", &f.case_ref);
+    family(&mut w, "idempotency_key", &f.submission_id);
+    family(&mut w, "correlation_id", &f.correlation_id);
     if let Some(t) = f.from {
         w.push(d, &format!("{} >= {{}}", col(d.created())), d.time(t));
     }

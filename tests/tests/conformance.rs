@@ -824,6 +824,9 @@ async fn search_filters_each_key_pages_and_counts(b: Backend) {
     check(f("case_ref", "CASE-q3"), vec![all[3]]).await;
     check(f("submission_id", "q6"), vec![late, child]).await;
     check(f("correlation_id", "corr-q2"), vec![all[2]]).await;
+    // A replay carries its family's values, and search on them finds it.
+    check(f("correlation_id", "corr-q6"), vec![late, child]).await;
+    check(f("case_ref", "CASE-q6"), vec![late, child]).await;
     check(f("parent", &late.to_string()), vec![child]).await;
     check(f("replays", "true"), vec![child]).await;
     check(f("replays", "false"), all[..7].to_vec()).await;

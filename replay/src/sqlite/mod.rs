@@ -84,6 +84,11 @@ const MIGRATIONS: &[crate::sql::Migration] = &[
         "status_check",
         include_str!("../../migrations/sqlite/0032_status_check.sql"),
     ),
+    (
+        33,
+        "family_indexes",
+        include_str!("../../migrations/sqlite/0033_family_indexes.sql"),
+    ),
 ];
 
 /// How many queued operations one transaction takes at most, by default.

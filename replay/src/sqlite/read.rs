@@ -142,6 +142,14 @@ pub(super) fn bind(p: &sql::Param) -> Value {
     }
 }
 
+/// One page of the exchanges `w` selects, newest first.
+pub(super) fn list_sql(w: &sql::Conditions, limit: usize) -> String {
+    format!(
+        "SELECT {SUMMARY_COLS} FROM exchanges {} ORDER BY created_ms DESC, seq DESC LIMIT {limit}",
+        w.sql()
+    )
+}
+
 pub(super) fn list(
     c: &Connection,
     f: &ExchangeFilter,
@@ -167,11 +175,7 @@ pub(super) fn list(
             None => w.push(d, "seq < {}", sql::Param::Int(seq)),
         }
     }
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {SUMMARY_COLS} FROM exchanges {} ORDER BY created_ms DESC, seq DESC LIMIT {}",
-        w.sql(),
-        limit
-    ))?;
+    let mut stmt = c.prepare_cached(&list_sql(&w, limit))?;
     let mut rows = stmt.query(params_from_iter(w.params.iter().map(bind)))?;
     let mut items = Vec::new();
     let mut last = None;

@@ -600,6 +600,102 @@ async fn the_claim_walks_the_due_index_without_sorting_every_pending_exchange() 
     assert_eq!(keys, ["plan-0", "plan-1", "plan-2"]);
 }
 
+/// Search on a value a family shares (submission id, correlation id, case reference) finds the
+/// roots in their partial index and the families through `exchanges_root` (migration 0033): the
+/// replays of a family are found, and at 10 million exchanges the page and the count are index
+/// lookups, never a walk of the table or of another index.
+#[tokio::test]
+async fn search_on_a_family_value_finds_replays_through_their_root_by_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let j = journal_at(&path).await;
+    let mut roots = Vec::new();
+    for i in 0..30 {
+        let mut e = exchange(&format!("fam-{i}"));
+        e.correlation_id = format!("corr-{i}");
+        e.case_ref = Some(format!("CASE-{}", i % 3));
+        j.accept(e.clone(), event("incident.create")).await.unwrap();
+        roots.push(e.id);
+    }
+    // A family of three generations under root 4 (CASE-1): a replay, and a replay of that.
+    let now = OffsetDateTime::now_utc();
+    j.park(roots[4], now, event("exchange.park")).await.unwrap();
+    let child = j.replay(roots[4], event("exchange.replay")).await.unwrap();
+    j.park(child, now, event("exchange.park")).await.unwrap();
+    let grandchild = j.replay(child, event("exchange.replay")).await.unwrap();
+    let c = Connection::open(&path).unwrap();
+    let stored: i64 = c
+        .query_row(
+            "SELECT count(*) FROM exchanges WHERE correlation_id = 'corr-4' AND case_ref = 'CASE-1'
+                 AND idempotency_key = 'fam-4'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 3, "a replay carries its root's values");
+    let family: std::collections::BTreeSet<Uuid> = [roots[4], child, grandchild].into();
+    for (key, value, want) in [
+        ("submission_id", "fam-4", family.clone()),
+        ("correlation_id", "corr-4", family.clone()),
+        (
+            "case_ref",
+            "CASE-1",
+            roots
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 3 == 1)
+                .map(|(_, id)| *id)
+                .chain([child, grandchild])
+                .collect(),
+        ),
+    ] {
+        let mut f = ExchangeFilter::default();
+        f.set(key, value).unwrap();
+        let page = j.list(&f, None, 100).await.unwrap();
+        let got: std::collections::BTreeSet<Uuid> = page.items.iter().map(|s| s.id).collect();
+        assert_eq!(got, want, "{key}={value}");
+        assert_eq!(
+            j.count(&f).await.unwrap(),
+            want.len() as u64,
+            "{key}={value}"
+        );
+        // The plan: the key's partial index for the roots, exchanges_root for their families.
+        let w = crate::sql::filter(crate::sql::Dialect::Sqlite, &f, "");
+        let index = match key {
+            "submission_id" => "exchanges_key",
+            "correlation_id" => "exchanges_corr",
+            _ => "exchanges_case",
+        };
+        for q in [
+            read::list_sql(&w, 50),
+            format!("SELECT count(*) FROM exchanges {}", w.sql()),
+        ] {
+            let plan: Vec<String> = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {q}"))
+                .unwrap()
+                .query_map(
+                    rusqlite::params_from_iter(w.params.iter().map(read::bind)),
+                    |r| r.get::<_, String>(3),
+                )
+                .unwrap()
+                .collect::<std::result::Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|l| l.contains(&format!("INDEX {index}"))),
+                "{key}: {plan:#?}"
+            );
+            assert!(
+                plan.iter().any(|l| l.contains("INDEX exchanges_root")),
+                "{key}: {plan:#?}"
+            );
+            assert!(
+                !plan.iter().any(|l| l.starts_with("SCAN")),
+                "{key}: {plan:#?}"
+            );
+        }
+    }
+}
+
 /// The counts of exchanges by status, counted from the rows themselves.
 fn counted(path: &std::path::Path) -> (i64, i64, i64) {
     let c = Connection::open(path).unwrap();
