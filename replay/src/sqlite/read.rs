@@ -188,10 +188,15 @@ pub(super) fn list(
     Ok(Page { items, next })
 }
 
+/// The number of exchanges `w` selects.
+pub(super) fn count_sql(w: &sql::Conditions) -> String {
+    format!("SELECT count(*) FROM exchanges {}", w.sql())
+}
+
 pub(super) fn count(c: &Connection, f: &ExchangeFilter) -> Result<u64> {
     let w = sql::filter(sql::Dialect::Sqlite, f, "");
     let n: i64 = c
-        .prepare_cached(&format!("SELECT count(*) FROM exchanges {}", w.sql()))?
+        .prepare_cached(&count_sql(&w))?
         .query_row(params_from_iter(w.params.iter().map(bind)), |r| r.get(0))?;
     Ok(n as u64)
 }
