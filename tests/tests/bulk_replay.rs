@@ -85,7 +85,11 @@ async fn bulk_replay_of_100k_parked_exchanges_delivers_each_once_across_cancel_a
     );
     assert_eq!(stats(&api).await["pending"], 0);
 
-    // The job, rate-limited, created from the command line and worked by the server.
+    // The job, rate-limited, created from the command line and worked by the server. The rate
+    // is what leaves room to cancel it midway: at n/20 per second (5,000/s for 100,000) the job
+    // needs at least 20 s, so when a fifth is replayed 16 s remain for the cancel below (one
+    // command-line call). At 25,000/s a fast machine finished the job in that gap.
+    let rate = format!("{}/s", (n / 20).max(1));
     let created = gw
         .cli(&[
             "replay",
@@ -94,7 +98,7 @@ async fn bulk_replay_of_100k_parked_exchanges_delivers_each_once_across_cancel_a
             "--filter",
             &format!("force={FORCE}"),
             "--rate",
-            "25000/s",
+            &rate,
             "--detach",
             "--json",
         ])
