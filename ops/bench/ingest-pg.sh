@@ -4,6 +4,8 @@
 # document, unique submissionId per request), same connections and duration, delivery paused
 # (pure durable ingest: a 201 only after the exchange and its audit record are committed —
 # fsync'd WAL on SQLite, synchronous_commit=on on PostgreSQL):
+#   0. the ceiling: a bare axum handler parsing the same body (fixtures' bench-ceiling), no
+#      journal, no validation: how fast this machine is (the machines differ by 2x and more);
 #   1. this disk's raw fsync rate (4 KiB append + fsync);
 #   2. SQLite journal, as shipped (group commit);
 #   3. PostgreSQL journal, as shipped (group commit), on a fresh database;
@@ -30,13 +32,15 @@ psql -q "$PGURL" -c 'select 1' >/dev/null || { echo "no PostgreSQL at $PGURL" >&
 PROFILE=${PROFILE:-release}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 if [ -z "${BIN_DIR:-}" ]; then
-  cargo build --profile "$([ "$PROFILE" = debug ] && echo dev || echo "$PROFILE")" -q -p gateway --bin nmpp-gateway -p fixtures --bin athena-sim
+  cargo build --profile "$([ "$PROFILE" = debug ] && echo dev || echo "$PROFILE")" -q -p gateway --bin nmpp-gateway -p fixtures --bin athena-sim --bin bench-ceiling
   BIN_DIR=$TARGET/$PROFILE
 fi
 mkdir -p "$TARGET/bench"
 WORK=$(mktemp -d -p "$TARGET/bench" ingest-pg.XXXX)
 # Private copies, so a concurrent build cannot swap the binaries mid-run.
 cp "$BIN_DIR/nmpp-gateway" "$BIN_DIR/athena-sim" "$WORK/"
+# (binaries saved before the ceiling existed have no bench-ceiling: that step is then skipped)
+[ -x "$BIN_DIR/bench-ceiling" ] && cp "$BIN_DIR/bench-ceiling" "$WORK/"
 BIN=$WORK/nmpp-gateway
 SIM=$WORK/athena-sim
 SECRET=bench-secret-0123456789abcdef
@@ -96,6 +100,14 @@ stored() { # journal_url → exchanges stored (PostgreSQL)
 PIDS+=($!)
 
 echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $PROFILE build (binaries from $BIN_DIR); load $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; ${SECS}s per run; $CONNS connections; body $(wc -c < "$BODY") bytes; $(psql -qtA "$PGURL" -c 'show server_version') (synchronous_commit=on)"
+if [ -x "$WORK/bench-ceiling" ]; then
+  "$WORK/bench-ceiling" --listen 127.0.0.1:18180 > "$WORK/ceiling.out" 2>&1 &
+  CEIL_PID=$!
+  PIDS+=($CEIL_PID)
+  for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18180/ && break; sleep 0.1; done
+  CEIL=$(run_wrk 18180); stop "$CEIL_PID"
+  echo "ceiling:      $CEIL (bare axum parsing the body; no journal)"
+fi
 FSYNC=$(python3 ops/bench/fsync_rate.py "$WORK" 5)
 echo "fsync:        $FSYNC"
 
@@ -126,5 +138,9 @@ if [ -z "${QUICK:-}" ]; then
   gc="; postgres group commit/batch=1 = $(python3 -c "print(f'{$p/$b:.1f}')")x"
 else
   gc=""
+fi
+if [ -n "${CEIL:-}" ]; then
+  c=$(echo "$CEIL" | field rps)
+  gc="$gc; postgres/ceiling = $(python3 -c "print(f'{$p/$c:.2f}')"), sqlite/ceiling = $(python3 -c "print(f'{$s/$c:.2f}')")"
 fi
 echo "ratios: postgres/sqlite = $(python3 -c "print(f'{$p/$s:.2f}')")$gc; target >= 5000/s on postgres: $(python3 -c "print('met' if $p >= 5000 else 'not met')"); load $(cut -d' ' -f1-3 /proc/loadavg)"
