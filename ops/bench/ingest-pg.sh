@@ -40,7 +40,7 @@ WORK=$(mktemp -d -p "$TARGET/bench" ingest-pg.XXXX)
 # Private copies, so a concurrent build cannot swap the binaries mid-run.
 cp "$BIN_DIR/nmpp-gateway" "$BIN_DIR/athena-sim" "$WORK/"
 # (binaries saved before the ceiling existed have no bench-ceiling: that step is then skipped)
-[ -x "$BIN_DIR/bench-ceiling" ] && cp "$BIN_DIR/bench-ceiling" "$WORK/"
+if [ -x "$BIN_DIR/bench-ceiling" ]; then cp "$BIN_DIR/bench-ceiling" "$WORK/"; fi
 BIN=$WORK/nmpp-gateway
 SIM=$WORK/athena-sim
 SECRET=bench-secret-0123456789abcdef
