@@ -133,14 +133,13 @@ if [ -z "${QUICK:-}" ]; then
 
 fi
 s=$(echo "$SQLITE" | field rps); p=$(echo "$PG" | field rps)
+ratios="postgres/sqlite = $(python3 -c "print(f'{$p/$s:.2f}')")"
 if [ -z "${QUICK:-}" ]; then
   b=$(echo "$PGB" | field rps)
-  gc="; postgres group commit/batch=1 = $(python3 -c "print(f'{$p/$b:.1f}')")x"
-else
-  gc=""
+  ratios="$ratios; postgres group commit/batch=1 = $(python3 -c "print(f'{$p/$b:.1f}')")x"
 fi
 if [ -n "${CEIL:-}" ]; then
   c=$(echo "$CEIL" | field rps)
-  gc="$gc; postgres/ceiling = $(python3 -c "print(f'{$p/$c:.2f}')"), sqlite/ceiling = $(python3 -c "print(f'{$s/$c:.2f}')")"
+  ratios="$ratios; postgres/ceiling = $(python3 -c "print(f'{$p/$c:.2f}')"), sqlite/ceiling = $(python3 -c "print(f'{$s/$c:.2f}')")"
 fi
-echo "ratios: postgres/sqlite = $(python3 -c "print(f'{$p/$s:.2f}')")$gc; target >= 5000/s on postgres: $(python3 -c "print('met' if $p >= 5000 else 'not met')"); load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "ratios: $ratios; target >= 5000/s on postgres: $(python3 -c "print('met' if $p >= 5000 else 'not met')"); load $(cut -d' ' -f1-3 /proc/loadavg)"
